@@ -1,0 +1,10 @@
+# Every target is a script under scripts/, so CI and the README run exactly the same thing.
+.PHONY: run test lint fmt
+run:
+	./scripts/run.sh
+test:
+	./scripts/test.sh
+lint:
+	./scripts/lint.sh
+fmt:
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .

@@ -1,0 +1,223 @@
+"""``Publisher`` (blocking) and ``AsyncPublisher``: publish JSON messages and get their ids back.
+
+Both write straight to Redis with the shared atomic script (:mod:`publisher.wire`) when given a
+Redis URL, or POST to a gateway when given an ``http(s)://`` URL. Either way a message gets an id,
+is kept in the channel's history and reaches every subscriber of every gateway replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable
+from typing import Any
+
+import redis.exceptions
+
+from publisher.connect import async_client, parse_redis_url, sync_client
+from publisher.errors import (
+    BackendUnavailable,
+    InvalidChannel,
+    InvalidMessage,
+    PublishError,
+    Rejected,
+)
+from publisher.wire import (
+    DEFAULT_HISTORY,
+    DEFAULT_KEY_PREFIX,
+    DEFAULT_PUBSUB_PREFIX,
+    PUBLISH_SCRIPT,
+    HistoryLimits,
+    encode_json,
+    is_valid_channel,
+    is_valid_event_name,
+    publish_args,
+    stream_key,
+)
+
+__all__ = ["AsyncPublisher", "Publisher"]
+
+DEFAULT_URL = "redis://localhost:6379/0"
+
+
+def prepare(
+    channel: str, messages: Iterable[Any], event: str | None
+) -> list[tuple[str, bytes]]:
+    """Validate and encode a batch: the checks a gateway would make, done before any I/O."""
+    if not is_valid_channel(channel):
+        raise InvalidChannel(f"invalid channel name {channel!r}")
+    if event is not None and not is_valid_event_name(event):
+        raise InvalidMessage(f"invalid event name {event!r}")
+    try:
+        batch = [(event or "", encode_json(message)) for message in messages]
+    except (TypeError, ValueError) as exc:
+        raise InvalidMessage(f"message is not JSON-serialisable: {exc}") from exc
+    if not batch:
+        raise InvalidMessage("nothing to publish")
+    return batch
+
+
+def _is_http(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
+
+
+def _decode_ids(raw: list[Any]) -> list[str]:
+    return [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
+
+
+class _HttpGateway:
+    """Blocking HTTP transport to a gateway's ``POST /publish/{channel}`` (stdlib only)."""
+
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        self._base = url.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+
+    def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+        event = batch[0][0]
+        query = "?" + urllib.parse.urlencode({"event": event}) if event else ""
+        if len(batch) == 1:
+            body, ctype = batch[0][1], "application/json"
+        else:
+            body, ctype = b"\n".join(data for _, data in batch) + b"\n", "application/x-ndjson"
+        headers = {"content-type": ctype}
+        if self._token:
+            headers["authorization"] = f"Bearer {self._token}"
+        url = f"{self._base}/publish/{urllib.parse.quote(channel)}{query}"
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        reply = self._send(request)
+        return [reply["id"]] if len(batch) == 1 else list(reply["ids"])
+
+    def _send(self, request: urllib.request.Request) -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                reply: dict[str, Any] = json.loads(response.read())
+                return reply
+        except urllib.error.HTTPError as exc:
+            body = _json_or_text(exc.read())
+            if exc.code < 500:
+                raise Rejected(exc.code, body) from exc
+            raise BackendUnavailable(f"gateway answered HTTP {exc.code}: {body}") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise BackendUnavailable(f"gateway unreachable: {exc}") from exc
+
+
+def _json_or_text(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
+
+
+class Publisher:
+    """Blocking publisher. ``Publisher(url).publish("orders", {"sku": "A1"})`` returns the id."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX,
+        history: HistoryLimits = DEFAULT_HISTORY,
+        token: str | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self._key_prefix = key_prefix
+        self._pubsub_prefix = pubsub_prefix
+        self._history = history
+        self._http = _HttpGateway(url, token, timeout) if _is_http(url) else None
+        self._redis: Any = None
+        if self._http is None:
+            target = parse_redis_url(url)
+            self._redis = sync_client(target, socket_timeout=timeout)
+            self._script = self._redis.register_script(PUBLISH_SCRIPT)
+
+    def publish(self, channel: str, message: Any, *, event: str | None = None) -> str:
+        return self.publish_many(channel, [message], event=event)[0]
+
+    def publish_many(
+        self, channel: str, messages: Iterable[Any], *, event: str | None = None
+    ) -> list[str]:
+        """Publish a batch atomically and in order (one round trip); returns the ids in order."""
+        batch = prepare(channel, messages, event)
+        if self._http is not None:
+            return self._http.publish(channel, batch)
+        args = publish_args(channel, batch, self._history, self._pubsub_prefix)
+        try:
+            raw = self._script(keys=[stream_key(channel, self._key_prefix)], args=args)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+        except redis.exceptions.RedisError as exc:
+            raise PublishError(f"redis refused the publish: {exc}") from exc
+        return _decode_ids(raw)
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._redis.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncPublisher:
+    """The asyncio twin of :class:`Publisher`; ``await publisher.publish(...)``."""
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX,
+        history: HistoryLimits = DEFAULT_HISTORY,
+        token: str | None = None,
+        timeout: float = 5.0,
+        client: Any = None,
+    ) -> None:
+        self._key_prefix = key_prefix
+        self._pubsub_prefix = pubsub_prefix
+        self._history = history
+        self._http = _HttpGateway(url, token, timeout) if _is_http(url) and not client else None
+        self._redis: Any = client
+        if self._http is None and client is None:
+            self._redis = async_client(parse_redis_url(url), socket_timeout=timeout)
+        self._owns_client = client is None
+        if self._redis is not None:
+            self._script = self._redis.register_script(PUBLISH_SCRIPT)
+
+    async def publish(self, channel: str, message: Any, *, event: str | None = None) -> str:
+        return (await self.publish_many(channel, [message], event=event))[0]
+
+    async def publish_many(
+        self, channel: str, messages: Iterable[Any], *, event: str | None = None
+    ) -> list[str]:
+        batch = prepare(channel, messages, event)
+        return await self.publish_encoded(channel, batch)
+
+    async def publish_encoded(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+        """Publish ``(event, compact JSON)`` pairs already validated by :func:`prepare`."""
+        if self._http is not None:
+            return await asyncio.to_thread(self._http.publish, channel, batch)
+        args = publish_args(channel, batch, self._history, self._pubsub_prefix)
+        try:
+            raw = await self._script(keys=[stream_key(channel, self._key_prefix)], args=args)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+        except redis.exceptions.RedisError as exc:
+            raise PublishError(f"redis refused the publish: {exc}") from exc
+        return _decode_ids(raw)
+
+    async def aclose(self) -> None:
+        if self._redis is not None and self._owns_client:
+            await self._redis.aclose()
+
+    async def __aenter__(self) -> AsyncPublisher:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,188 @@
+"""The wire format shared by producers and the gateway: defined here once, imported everywhere.
+
+Storage and announcement of one message on channel ``C``:
+
+* **History**: a Redis Stream at ``<key_prefix>stream:{C}`` (the braces are a Redis Cluster hash
+  tag). Each entry has the fields ``p`` (the id of the previous entry, ``0-0`` for the first),
+  ``e`` (the SSE event name, ``""`` when none) and ``d`` (the message as compact JSON). The stream
+  is trimmed on every publish by length and age and expires after ``ttl`` of silence.
+* **Announcement**: ``PUBLISH <pubsub_prefix>C`` of the envelope
+  ``#sse1\\n<id>\\n<prev>\\n<event>\\n<data>``. ``#`` can never start a JSON text, so a raw producer
+  that ``PUBLISH``es plain JSON on the same pub/sub channel is told apart without ambiguity.
+
+Both happen in one atomic script (:data:`PUBLISH_SCRIPT`) which also lets Redis assign the id.
+Ids are Redis stream ids (``<ms>-<seq>``): Redis alone assigns them, monotonic per stream even if
+its clock steps back, so no two machines ever need synchronised clocks.
+
+Why ``prev``: every entry names its predecessor, so whoever holds id ``L`` can tell with one read
+whether the next entry it sees follows ``L`` directly (nothing missed) or not (history was trimmed,
+expired or lost with a Redis restart). That turns "did I miss anything?" into an exact check
+instead of a guess from timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Final
+
+__all__ = [
+    "DEFAULT_HISTORY",
+    "DEFAULT_KEY_PREFIX",
+    "DEFAULT_PUBSUB_PREFIX",
+    "ENVELOPE_MAGIC",
+    "MAX_CHANNEL_LENGTH",
+    "PUBLISH_SCRIPT",
+    "ZERO_ID",
+    "Envelope",
+    "HistoryLimits",
+    "decode_envelope",
+    "encode_json",
+    "encode_envelope",
+    "is_valid_channel",
+    "is_valid_event_name",
+    "parse_stream_id",
+    "publish_args",
+    "pubsub_channel",
+    "stream_key",
+]
+
+DEFAULT_KEY_PREFIX: Final = "sse:"
+DEFAULT_PUBSUB_PREFIX: Final = ""
+ZERO_ID: Final = "0-0"
+ENVELOPE_MAGIC: Final = b"#sse1\n"
+MAX_CHANNEL_LENGTH: Final = 128
+MAX_EVENT_NAME_LENGTH: Final = 64
+
+# Letters, digits and "_ - . :", starting with a letter, digit or "_". The rule keeps every
+# channel a valid Redis key fragment and pub/sub name, and keeps Redis' own channels
+# (``__keyspace@0__:...``) and the gateway's internal ones (they contain "@") out of reach.
+_CHANNEL_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,%d}" % (MAX_CHANNEL_LENGTH - 1))
+_EVENT_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,%d}" % (MAX_EVENT_NAME_LENGTH - 1))
+_STREAM_ID_RE: Final = re.compile(r"(\d{1,20})-(\d{1,20})")
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryLimits:
+    """How much history each channel keeps. Producers and gateways must agree on these."""
+
+    max_len: int = 1000
+    max_age_ms: int = 3_600_000
+    ttl_ms: int = 86_400_000
+
+    def __post_init__(self) -> None:
+        if self.max_len < 1:
+            raise ValueError("history max_len must be at least 1")
+        if self.max_age_ms < 0 or self.ttl_ms < 0:
+            raise ValueError("history ages must not be negative")
+
+
+DEFAULT_HISTORY: Final = HistoryLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One announced message as the gateway receives it from pub/sub."""
+
+    id: str
+    prev: str
+    event: str
+    data: bytes
+
+
+def is_valid_channel(name: str) -> bool:
+    return _CHANNEL_RE.fullmatch(name) is not None
+
+
+def is_valid_event_name(name: str) -> bool:
+    return _EVENT_RE.fullmatch(name) is not None
+
+
+def parse_stream_id(value: str) -> tuple[int, int] | None:
+    """``"1732190000000-3"`` -> ``(1732190000000, 3)``; ``None`` when it is not a stream id."""
+    match = _STREAM_ID_RE.fullmatch(value)
+    if match is None:
+        return None
+    ms, seq = int(match[1]), int(match[2])
+    if ms >= 1 << 64 or seq >= 1 << 64:
+        return None
+    return ms, seq
+
+
+def stream_key(channel: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> str:
+    return f"{key_prefix}stream:{{{channel}}}"
+
+
+def pubsub_channel(channel: str, pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX) -> str:
+    return pubsub_prefix + channel
+
+
+def encode_json(message: Any) -> bytes:
+    """Compact JSON, the one form stored and sent. Raises ``ValueError``/``TypeError``."""
+    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return text.encode("utf-8")
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    head = f"{envelope.id}\n{envelope.prev}\n{envelope.event}\n".encode("ascii")
+    return ENVELOPE_MAGIC + head + envelope.data
+
+
+def decode_envelope(payload: bytes) -> Envelope | None:
+    """Parse an announcement; ``None`` for anything else (raw JSON from a plain PUBLISH)."""
+    if not payload.startswith(ENVELOPE_MAGIC):
+        return None
+    parts = payload[len(ENVELOPE_MAGIC) :].split(b"\n", 3)
+    if len(parts) != 4:
+        return None
+    try:
+        id_, prev, event = (part.decode("ascii") for part in parts[:3])
+    except UnicodeDecodeError:
+        return None
+    return Envelope(id=id_, prev=prev, event=event, data=parts[3])
+
+
+def publish_args(
+    channel: str,
+    messages: list[tuple[str, bytes]],
+    limits: HistoryLimits = DEFAULT_HISTORY,
+    pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX,
+) -> list[str | bytes | int]:
+    """ARGV for :data:`PUBLISH_SCRIPT`: settings, then ``(event, data)`` pairs."""
+    args: list[str | bytes | int] = [
+        pubsub_channel(channel, pubsub_prefix),
+        limits.max_len,
+        limits.max_age_ms,
+        limits.ttl_ms,
+    ]
+    for event, data in messages:
+        args.append(event)
+        args.append(data)
+    return args
+
+
+# KEYS[1] = stream key.  ARGV = pubsub channel, max_len, max_age_ms, ttl_ms, (event, data)...
+# Returns the new ids in order. One call publishes a whole batch atomically, in one round trip.
+PUBLISH_SCRIPT: Final = """
+local key = KEYS[1]
+local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
+local prev = '0-0'
+if last[1] then prev = last[1][1] end
+local ids = {}
+for i = 5, #ARGV, 2 do
+  local event, data = ARGV[i], ARGV[i + 1]
+  local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[2], '*', 'p', prev, 'e', event, 'd', data)
+  redis.call('PUBLISH', ARGV[1], '#sse1\\n' .. id .. '\\n' .. prev .. '\\n' .. event .. '\\n' .. data)
+  ids[#ids + 1] = id
+  prev = id
+end
+local max_age = tonumber(ARGV[3])
+if max_age > 0 and #ids > 0 then
+  local newest_ms = tonumber(string.match(prev, '^(%d+)'))
+  redis.call('XTRIM', key, 'MINID', '~', string.format('%d', newest_ms - max_age))
+end
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+return ids
+"""
