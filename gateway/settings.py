@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     # History (must match what producers writing straight to Redis use).
     history_max_len: int = Field(1000, ge=1)
     history_max_age: float = Field(3600.0, ge=0, description="seconds; 0 keeps by length only")
-    history_ttl: float = Field(86400.0, ge=0, description="seconds of silence before a channel's history is dropped")
+    history_ttl: float = Field(
+        86400.0, ge=0, description="seconds of silence before a channel's history is dropped"
+    )
     replay_max: int = Field(10_000, ge=1, description="most events replayed on one resume")
 
     # Streams
@@ -40,12 +42,15 @@ class Settings(BaseSettings):
     max_channels_per_stream: int = Field(32, ge=1)
     subscriber_buffer_messages: int = Field(1000, ge=1)
     subscriber_buffer_bytes: int = Field(1 << 20, ge=1024)
-    send_timeout: float = Field(10.0, gt=0, description="a write blocked this long drops the client")
+    send_timeout: float = Field(
+        10.0, gt=0, description="a write blocked this long drops the client"
+    )
     unsubscribe_delay: float = Field(1.0, ge=0, description="re-check before the last UNSUBSCRIBE")
 
     # Publishing
     max_body_bytes: int = Field(1 << 20, ge=1)
     max_batch_messages: int = Field(1000, ge=1)
+    body_timeout: float = Field(10.0, gt=0, description="seconds to receive a whole request body")
 
     # Shutdown: drain_window < graceful_timeout < terminationGracePeriodSeconds - preStop.
     drain_window: float = Field(5.0, ge=0, description="streams are closed spread over this")

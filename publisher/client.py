@@ -43,9 +43,7 @@ __all__ = ["AsyncPublisher", "Publisher"]
 DEFAULT_URL = "redis://localhost:6379/0"
 
 
-def prepare(
-    channel: str, messages: Iterable[Any], event: str | None
-) -> list[tuple[str, bytes]]:
+def prepare(channel: str, messages: Iterable[Any], event: str | None) -> list[tuple[str, bytes]]:
     """Validate and encode a batch: the checks a gateway would make, done before any I/O."""
     if not is_valid_channel(channel):
         raise InvalidChannel(f"invalid channel name {channel!r}")

@@ -61,7 +61,9 @@ def parse_redis_url(url: str) -> RedisTarget:
         if not path:
             raise ValueError("a sentinel URL needs the service name: redis+sentinel://h:p/name/db")
         db = int(path[1]) if len(path) > 1 else 0
-        return RedisTarget("sentinel", url, hosts, path[0], db, username, password, base == "rediss")
+        return RedisTarget(
+            "sentinel", url, hosts, path[0], db, username, password, base == "rediss"
+        )
     return RedisTarget("cluster", url, hosts, "", 0, username, password, base == "rediss")
 
 

@@ -1,11 +1,11 @@
 """Errors raised by the publisher library.
 
-    PublishError                 every error this library raises
-    ├── InvalidChannel           the channel name breaks the naming rule
-    ├── InvalidMessage           the message is not JSON-serialisable, or the event name is invalid
-    ├── Rejected                 the gateway answered 4xx (carries status and its JSON body)
-    └── BackendUnavailable       Redis or the gateway could not be reached, or answered 5xx;
-                                 transport exceptions are wrapped here (``__cause__`` keeps them)
+PublishError                 every error this library raises
+├── InvalidChannel           the channel name breaks the naming rule
+├── InvalidMessage           the message is not JSON-serialisable, or the event name is invalid
+├── Rejected                 the gateway answered 4xx (carries status and its JSON body)
+└── BackendUnavailable       Redis or the gateway could not be reached, or answered 5xx;
+                             transport exceptions are wrapped here (``__cause__`` keeps them)
 """
 
 from __future__ import annotations

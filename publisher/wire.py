@@ -34,12 +34,13 @@ __all__ = [
     "ENVELOPE_MAGIC",
     "MAX_CHANNEL_LENGTH",
     "PUBLISH_SCRIPT",
+    "RESERVED_EVENT_PREFIX",
     "ZERO_ID",
     "Envelope",
     "HistoryLimits",
     "decode_envelope",
-    "encode_json",
     "encode_envelope",
+    "encode_json",
     "is_valid_channel",
     "is_valid_event_name",
     "parse_stream_id",
@@ -58,8 +59,9 @@ MAX_EVENT_NAME_LENGTH: Final = 64
 # Letters, digits and "_ - . :", starting with a letter, digit or "_". The rule keeps every
 # channel a valid Redis key fragment and pub/sub name, and keeps Redis' own channels
 # (``__keyspace@0__:...``) and the gateway's internal ones (they contain "@") out of reach.
-_CHANNEL_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,%d}" % (MAX_CHANNEL_LENGTH - 1))
-_EVENT_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,%d}" % (MAX_EVENT_NAME_LENGTH - 1))
+_NAME_PATTERN: Final = r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,%d}"
+_CHANNEL_RE: Final = re.compile(_NAME_PATTERN % (MAX_CHANNEL_LENGTH - 1))
+_EVENT_RE: Final = re.compile(_NAME_PATTERN % (MAX_EVENT_NAME_LENGTH - 1))
 _STREAM_ID_RE: Final = re.compile(r"(\d{1,20})-(\d{1,20})")
 
 
@@ -95,8 +97,12 @@ def is_valid_channel(name: str) -> bool:
     return _CHANNEL_RE.fullmatch(name) is not None
 
 
+RESERVED_EVENT_PREFIX: Final = "gateway."
+
+
 def is_valid_event_name(name: str) -> bool:
-    return _EVENT_RE.fullmatch(name) is not None
+    """Same rule as channels; names starting with ``gateway.`` are the gateway's own signals."""
+    return _EVENT_RE.fullmatch(name) is not None and not name.startswith(RESERVED_EVENT_PREFIX)
 
 
 def parse_stream_id(value: str) -> tuple[int, int] | None:
@@ -173,7 +179,8 @@ local ids = {}
 for i = 5, #ARGV, 2 do
   local event, data = ARGV[i], ARGV[i + 1]
   local id = redis.call('XADD', key, 'MAXLEN', '~', ARGV[2], '*', 'p', prev, 'e', event, 'd', data)
-  redis.call('PUBLISH', ARGV[1], '#sse1\\n' .. id .. '\\n' .. prev .. '\\n' .. event .. '\\n' .. data)
+  local head = '#sse1\\n' .. id .. '\\n' .. prev .. '\\n' .. event .. '\\n'
+  redis.call('PUBLISH', ARGV[1], head .. data)
   ids[#ids + 1] = id
   prev = id
 end

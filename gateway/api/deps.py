@@ -1,0 +1,31 @@
+"""Dependencies: the objects the lifespan built, taken from the request's lifespan state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.broker.base import Broker
+from gateway.hub import Hub
+from gateway.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.state.settings
+    return settings
+
+
+def get_hub(request: Request) -> Hub:
+    hub: Hub = request.state.hub
+    return hub
+
+
+def get_broker(request: Request) -> Broker:
+    broker: Broker = request.state.broker
+    return broker
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+HubDep = Annotated[Hub, Depends(get_hub)]
+BrokerDep = Annotated[Broker, Depends(get_broker)]

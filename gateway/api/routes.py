@@ -1,0 +1,103 @@
+"""The HTTP API: publish, subscribe, health. See README "API" for the full contract."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from sse_starlette.sse import EventSourceResponse
+
+from gateway.api.deps import BrokerDep, HubDep, SettingsDep
+from gateway.errors import BrokerUnavailable, ClientError
+from gateway.publishing import parse_batch, read_body, require_channel
+from gateway.sse import open_stream
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+ChannelPath = Annotated[str, Path(max_length=512, description="the channel name")]
+
+
+@router.post("/publish/{channel}", status_code=202, tags=["publish"])
+async def publish(
+    channel: ChannelPath,
+    request: Request,
+    broker: BrokerDep,
+    settings: SettingsDep,
+    event: Annotated[str | None, Query(max_length=512)] = None,
+) -> dict[str, object]:
+    """Publish one JSON message (application/json) or a batch (application/x-ndjson)."""
+    require_channel(channel)
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+    is_batch, batch = parse_batch(
+        request.headers.get("content-type"), body, event, settings.max_batch_messages
+    )
+    ids = await broker.publish(channel, batch)
+    return {"channel": channel, "ids": ids} if is_batch else {"channel": channel, "id": ids[0]}
+
+
+@router.get("/subscribe/{channel}", response_class=EventSourceResponse, tags=["subscribe"])
+async def subscribe_one(
+    channel: ChannelPath,
+    hub: HubDep,
+    settings: SettingsDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
+) -> EventSourceResponse:
+    """One channel as text/event-stream; resumes from Last-Event-ID (header wins over query)."""
+    channels = (require_channel(channel),)
+    return await _open(hub, settings, channels, last_event_id or last_event_id_query)
+
+
+@router.get("/subscribe", response_class=EventSourceResponse, tags=["subscribe"])
+async def subscribe_many(
+    hub: HubDep,
+    settings: SettingsDep,
+    channel: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
+) -> EventSourceResponse:
+    """Several channels on one stream: ``?channel=a&channel=b``."""
+    channels = tuple(dict.fromkeys(channel))  # de-duplicated, order kept
+    if not channels:
+        raise ClientError(400, "no_channel", "name at least one channel: ?channel=NAME")
+    if len(channels) > settings.max_channels_per_stream:
+        raise ClientError(
+            400,
+            "too_many_channels",
+            f"{len(channels)} channels; at most {settings.max_channels_per_stream} per stream",
+        )
+    for name in channels:
+        require_channel(name)
+    return await _open(hub, settings, channels, last_event_id or last_event_id_query)
+
+
+async def _open(
+    hub: HubDep, settings: SettingsDep, channels: tuple[str, ...], last_event_id: str | None
+) -> EventSourceResponse:
+    if hub.draining:
+        raise BrokerUnavailable("this gateway is shutting down; reconnect to another replica", 1)
+    return await open_stream(hub, channels, last_event_id, settings)
+
+
+@router.get("/healthz", tags=["ops"])
+async def healthz() -> dict[str, str]:
+    """The process is alive (liveness: never depends on Redis)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"])
+async def readyz(hub: HubDep, broker: BrokerDep) -> JSONResponse:
+    """Redis is reachable and the process is not draining (readiness)."""
+    if hub.draining:
+        return JSONResponse({"status": "draining"}, status_code=503)
+    try:
+        reachable = broker.ready and await asyncio.wait_for(broker.ping(), 1.0)
+    except TimeoutError:
+        reachable = False
+    if not reachable:
+        return JSONResponse({"status": "redis unreachable"}, status_code=503)
+    return JSONResponse({"status": "ready"})

@@ -1,0 +1,55 @@
+"""The broker seam: what the hub needs from a message store, and what it hands back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Broker", "BrokerHandler", "HistoryEntry"]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One entry of a channel's history stream (see :mod:`publisher.wire`)."""
+
+    id: str
+    prev: str
+    event: str
+    data: bytes
+
+
+class BrokerHandler(Protocol):
+    def on_message(self, channel: str, payload: bytes) -> None:
+        """A pub/sub payload for a gateway channel. Called on the event loop; must not block."""
+
+    async def on_reconnected(self) -> None:
+        """The pub/sub connection was re-established; messages may have been missed meanwhile."""
+
+
+class Broker(Protocol):
+    @property
+    def ready(self) -> bool:
+        """True while the pub/sub connection is up."""
+
+    def set_handler(self, handler: BrokerHandler) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def subscribe(self, channel: str) -> None:
+        """Return once Redis has confirmed the subscription. Raises BrokerUnavailable."""
+
+    def unsubscribe(self, channel: str) -> None:
+        """Drop the subscription (asynchronously, in order with later subscribes)."""
+
+    async def history(self, channel: str, after: str, count: int) -> list[HistoryEntry]:
+        """Up to ``count`` entries with ids greater than ``after``, oldest first."""
+
+    async def last_id(self, channel: str) -> str:
+        """The newest id in the channel's history, ``0-0`` when it has none."""
+
+    async def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+        """Append ``(event, compact JSON)`` pairs atomically; return their ids in order."""
+
+    async def ping(self) -> bool: ...

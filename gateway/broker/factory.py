@@ -1,0 +1,85 @@
+"""Build the broker for a deployment: standalone, Sentinel or Cluster Redis, or embedded.
+
+The embedded store is fakeredis running in this process: the same broker, the same Lua publish
+script, the same streams and pub/sub, so there is one code path to keep correct.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import fakeredis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from gateway.broker.redis import RedisBroker
+from gateway.settings import Settings
+from publisher.connect import RedisTarget, async_client, parse_redis_url
+
+__all__ = ["create_broker"]
+
+log = logging.getLogger("gateway.broker")
+
+# Commands fail fast during an outage (publish answers 503 instead of hanging), with one retry
+# so a pooled connection made stale by a Redis restart is replaced transparently.
+COMMAND_OPTIONS: dict[str, Any] = {
+    "socket_timeout": 5.0,
+    "socket_connect_timeout": 2.0,
+    "retry": Retry(NoBackoff(), 1),
+}
+
+
+def create_broker(settings: Settings) -> RedisBroker:
+    if settings.redis_url is None:
+        client, pubsub_client = _embedded_clients()
+    else:
+        target = parse_redis_url(settings.redis_url)
+        client = async_client(target, **COMMAND_OPTIONS)
+        pubsub_client = _pubsub_client(target)
+    broker = RedisBroker(
+        client=client,
+        pubsub_connect=_connector(pubsub_client),
+        key_prefix=settings.key_prefix,
+        pubsub_prefix=settings.pubsub_prefix,
+        history=settings.history,
+        extra_clients=[pubsub_client],
+    )
+    return broker
+
+
+def _embedded_clients() -> tuple[Any, Any]:
+    server = fakeredis.FakeServer()
+    return fakeredis.FakeAsyncRedis(server=server), fakeredis.FakeAsyncRedis(server=server)
+
+
+def _pubsub_client(target: RedisTarget) -> Any:
+    """A client whose connections carry no retries and no read timeout: the broker owns both."""
+    options: dict[str, Any] = {"socket_connect_timeout": 2.0, "retry": Retry(NoBackoff(), 0)}
+    if target.mode == "cluster":
+        # Classic PUBLISH is broadcast over the cluster bus, so any one node hears every channel.
+        host, port = target.hosts[0]
+        return redis.asyncio.Redis(
+            host=host,
+            port=port,
+            username=target.username,
+            password=target.password,
+            ssl=target.tls,
+            **options,
+        )
+    return async_client(target, **options)
+
+
+def _connector(pubsub_client: Any) -> Callable[[], Awaitable[Any]]:
+    async def connect() -> Any:
+        pool = pubsub_client.connection_pool
+        conn = await pool.get_connection()
+        # This pool serves nothing but the broker's single pub/sub connection, so handing the
+        # connection back at once lets the next reconnect reuse the same object.
+        await pool.release(conn)
+        await conn.connect()
+        return conn
+
+    return connect

@@ -1,0 +1,287 @@
+"""The Redis broker: one pub/sub connection per process, kept alive and reconnected with jitter.
+
+Divergences from the obvious, on purpose:
+
+* The pub/sub connection is a bare redis-py ``Connection`` read by one reader task, not
+  ``redis.asyncio.client.PubSub``: PubSub reconnects and resubscribes silently, and we must *know*
+  about every reconnect (readiness, metrics, and above all recovery of what was missed meanwhile
+  from history). It also costs several awaits of per-message bookkeeping we do not need.
+* Subscriptions are reconciled, not commanded: ``subscribe``/``unsubscribe`` only change the set of
+  wanted channels, and one syncer task turns the difference into SUBSCRIBE/UNSUBSCRIBE commands.
+  A quick unsubscribe-then-subscribe of the same channel can therefore never be sent out of order.
+* Reads are never cancelled mid-response (that corrupts the connection); a dead connection is
+  detected by PINGs that go unanswered and then dropped as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.exceptions
+
+from gateway.broker.base import BrokerHandler, HistoryEntry
+from gateway.errors import BrokerUnavailable
+from publisher.client import AsyncPublisher
+from publisher.errors import PublishError
+from publisher.wire import ZERO_ID, HistoryLimits, stream_key
+
+__all__ = ["Backoff", "RedisBroker"]
+
+log = logging.getLogger("gateway.broker")
+
+REDIS_ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
+SUBSCRIBE_CHUNK = 500
+
+
+class Backoff:
+    """Exponential backoff with full jitter, so many replicas do not reconnect in lockstep."""
+
+    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
+        self.base, self.cap, self.attempt = base, cap, 0
+
+    def next_delay(self) -> float:
+        delay = random.uniform(0, min(self.cap, self.base * 2**self.attempt))
+        self.attempt += 1
+        return delay
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class RedisBroker:
+    def __init__(
+        self,
+        *,
+        client: Any,
+        pubsub_connect: Callable[[], Awaitable[Any]],
+        key_prefix: str,
+        pubsub_prefix: str,
+        history: HistoryLimits,
+        ping_interval: float = 5.0,
+        subscribe_timeout: float = 5.0,
+        extra_clients: list[Any] | None = None,
+    ) -> None:
+        self._client = client
+        self._extra_clients = extra_clients or []
+        self._pubsub_connect = pubsub_connect
+        self._key_prefix = key_prefix
+        self._pubsub_prefix = pubsub_prefix
+        self._publisher = AsyncPublisher(
+            client=client, key_prefix=key_prefix, pubsub_prefix=pubsub_prefix, history=history
+        )
+        self._ping_interval = ping_interval
+        self._subscribe_timeout = subscribe_timeout
+        self._handler: BrokerHandler | None = None
+        self._wanted: set[str] = set()
+        self._sent: set[str] = set()
+        self._confirmed: set[str] = set()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._dirty = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._last_seen = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.reconnects = 0
+        self._recovery: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._connected.is_set()
+
+    def set_handler(self, handler: BrokerHandler) -> None:
+        self._handler = handler
+
+    async def start(self, wait: float = 5.0) -> None:
+        self._task = asyncio.create_task(self._run(), name="redis-broker")
+        try:
+            await asyncio.wait_for(self._connected.wait(), wait)
+        except TimeoutError:
+            log.warning("redis not reachable yet; starting not-ready and retrying in background")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for client in (self._client, *self._extra_clients):
+            await client.aclose()
+
+    async def _run(self) -> None:
+        backoff = Backoff()
+        first = True
+        while True:
+            conn = None
+            try:
+                conn = await self._pubsub_connect()
+                self._on_connected(first)
+                first = False
+                backoff.reset()
+                await self._serve(conn)
+            except REDIS_ERRORS as exc:
+                log.warning("redis pub/sub connection lost: %s", exc or type(exc).__name__)
+            finally:
+                self._on_disconnected()
+                if conn is not None:
+                    await _disconnect_quietly(conn)
+            await asyncio.sleep(backoff.next_delay())
+
+    def _on_connected(self, first: bool) -> None:
+        self._sent.clear()
+        self._confirmed.clear()
+        self._last_seen = asyncio.get_running_loop().time()
+        self._connected.set()
+        self._dirty.set()
+        if first:
+            log.info("redis pub/sub connected")
+            return
+        self.reconnects += 1
+        log.info("redis pub/sub reconnected (reconnect #%d)", self.reconnects)
+        if self._handler is not None:
+            self._recovery = asyncio.create_task(self._handler.on_reconnected(), name="recover")
+
+    def _on_disconnected(self) -> None:
+        self._connected.clear()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(BrokerUnavailable("redis pub/sub connection lost"))
+        self._waiters.clear()
+
+    async def _serve(self, conn: Any) -> None:
+        tasks = [
+            asyncio.create_task(self._read_loop(conn)),
+            asyncio.create_task(self._sync_loop(conn)),
+            asyncio.create_task(self._ping_loop(conn)),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- the pub/sub connection --------------------------------------------------------------
+
+    async def _read_loop(self, conn: Any) -> None:
+        loop = asyncio.get_running_loop()
+        prefix_len = len(self._pubsub_prefix)
+        while True:
+            reply = await conn.read_response(timeout=math.inf, push_request=True)
+            self._last_seen = loop.time()
+            if not isinstance(reply, list) or len(reply) < 2:
+                continue  # a PONG outside subscribed mode
+            kind = reply[0]
+            if kind == b"message":
+                channel = reply[1].decode()[prefix_len:]
+                if self._handler is not None:
+                    self._handler.on_message(channel, reply[2])
+            elif kind == b"subscribe":
+                self._on_subscribed(reply[1].decode()[prefix_len:])
+            elif kind == b"unsubscribe":
+                channel = reply[1].decode()[prefix_len:]
+                if channel not in self._sent:
+                    self._confirmed.discard(channel)
+
+    def _on_subscribed(self, channel: str) -> None:
+        if channel not in self._sent:
+            return
+        self._confirmed.add(channel)
+        for waiter in self._waiters.pop(channel, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _sync_loop(self, conn: Any) -> None:
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            add = [c for c in self._wanted if c not in self._sent]
+            drop = [c for c in self._sent if c not in self._wanted]
+            self._sent.update(add)
+            self._sent.difference_update(drop)
+            self._confirmed.difference_update(drop)
+            await self._send_chunked(conn, "SUBSCRIBE", add)
+            await self._send_chunked(conn, "UNSUBSCRIBE", drop)
+
+    async def _send_chunked(self, conn: Any, command: str, channels: list[str]) -> None:
+        for start in range(0, len(channels), SUBSCRIBE_CHUNK):
+            names = [self._pubsub_prefix + c for c in channels[start : start + SUBSCRIBE_CHUNK]]
+            await conn.send_command(command, *names)
+
+    async def _ping_loop(self, conn: Any) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            if loop.time() - self._last_seen > 3 * self._ping_interval:
+                raise redis.exceptions.ConnectionError("pub/sub connection stopped answering")
+            await conn.send_command("PING")
+
+    # -- the Broker interface ----------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        self._wanted.add(channel)
+        if channel in self._confirmed:
+            return
+        if not self.ready:
+            raise BrokerUnavailable("redis is not reachable")
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(channel, []).append(waiter)
+        self._dirty.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self._subscribe_timeout)
+        except TimeoutError as exc:
+            raise BrokerUnavailable("redis did not confirm the subscription in time") from exc
+
+    def unsubscribe(self, channel: str) -> None:
+        self._wanted.discard(channel)
+        self._dirty.set()
+
+    async def history(self, channel: str, after: str, count: int) -> list[HistoryEntry]:
+        key = stream_key(channel, self._key_prefix)
+        try:
+            raw = await self._client.xrange(key, min="(" + after, max="+", count=count)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"history read failed: {exc}") from exc
+        return [_entry(entry_id, fields) for entry_id, fields in raw]
+
+    async def last_id(self, channel: str) -> str:
+        key = stream_key(channel, self._key_prefix)
+        try:
+            raw = await self._client.xrevrange(key, max="+", min="-", count=1)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"history read failed: {exc}") from exc
+        return raw[0][0].decode() if raw else ZERO_ID
+
+    async def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+        try:
+            return await self._publisher.publish_encoded(channel, batch)
+        except PublishError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._client.ping())
+        except REDIS_ERRORS:
+            return False
+
+
+def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> HistoryEntry:
+    return HistoryEntry(
+        id=entry_id.decode(),
+        prev=fields.get(b"p", b"").decode(),
+        event=fields.get(b"e", b"").decode(),
+        data=fields.get(b"d", b"null"),
+    )
+
+
+async def _disconnect_quietly(conn: Any) -> None:
+    try:
+        await conn.disconnect()
+    except Exception:
+        log.debug("error while dropping the pub/sub connection", exc_info=True)

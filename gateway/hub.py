@@ -1,0 +1,312 @@
+"""Channel -> local subscribers, and the per-channel continuity that makes delivery exact.
+
+The hub takes one upstream subscription per channel on the first local subscriber and drops it
+(after a short re-check) when the last one leaves. Every announcement names its predecessor
+(:mod:`publisher.wire`), so the hub knows the instant its feed skipped something - a Redis
+reconnect, a pub/sub message lost in a buffer - and recovers the missing entries from history
+before delivering anything newer. If history no longer holds them, every subscriber of the
+channel gets an explicit gap event instead of a silent hole.
+
+Fan-out never awaits a client: :meth:`Subscription.push` is synchronous and bounded.
+The hub knows nothing of Redis; it speaks to a :class:`~gateway.broker.base.Broker`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from gateway.broker.base import Broker, HistoryEntry
+from gateway.errors import BrokerUnavailable
+from gateway.events import Event, durable_event, raw_event
+from gateway.subscription import Gap, Subscription
+from publisher.wire import ZERO_ID, decode_envelope, parse_stream_id
+
+__all__ = ["Hub"]
+
+log = logging.getLogger("gateway.hub")
+
+KEEPALIVE = b": keepalive\n\n"
+PENDING_MAX = 100_000
+
+
+class ChannelState:
+    """One channel's upstream subscription, its subscribers and the last id it delivered."""
+
+    __slots__ = (
+        "joining",
+        "last_id",
+        "last_key",
+        "name",
+        "opened",
+        "pending",
+        "recovering",
+        "release_handle",
+        "resync_again",
+        "subscribers",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.subscribers: set[Subscription] = set()
+        self.last_id = ZERO_ID
+        self.last_key = (0, 0)
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.opened.add_done_callback(_retrieve)
+        # Payloads held back while the channel opens or recovers; None while live.
+        self.pending: list[bytes] | None = []
+        self.joining = 0
+        self.recovering = False
+        self.resync_again = False
+        self.release_handle: asyncio.TimerHandle | None = None
+
+    def advance(self, entry_id: str, key: tuple[int, int]) -> None:
+        self.last_id, self.last_key = entry_id, key
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()  # mark it retrieved: joiners may all have given up already
+
+
+class Hub:
+    def __init__(self, broker: Broker, *, unsubscribe_delay: float, replay_max: int) -> None:
+        self._broker = broker
+        self._unsubscribe_delay = unsubscribe_delay
+        self._replay_max = replay_max
+        self._channels: dict[str, ChannelState] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.subscriptions: set[Subscription] = set()
+        self.draining = False
+        broker.set_handler(self)
+
+    @property
+    def broker(self) -> Broker:
+        return self._broker
+
+    def channel_count(self) -> int:
+        return len(self._channels)
+
+    def subscriber_count(self, channel: str) -> int:
+        state = self._channels.get(channel)
+        return len(state.subscribers) if state else 0
+
+    def last_id(self, channel: str) -> str | None:
+        state = self._channels.get(channel)
+        return state.last_id if state else None
+
+    # -- joining and leaving -----------------------------------------------------------------
+
+    async def join(
+        self,
+        channels: tuple[str, ...],
+        make_subscription: Callable[[dict[str, str]], Subscription],
+    ) -> Subscription:
+        """Open every channel upstream, then register a subscription built at their positions.
+
+        The positions are read and the subscription registered with no await in between, so it
+        receives every event after them live. Raises BrokerUnavailable.
+        """
+        states = [self._pin(channel) for channel in channels]
+        try:
+            await asyncio.gather(*(asyncio.shield(state.opened) for state in states))
+            subscription = make_subscription({s.name: s.last_id for s in states})
+            for state in states:
+                state.subscribers.add(subscription)
+            self.subscriptions.add(subscription)
+            return subscription
+        finally:
+            for state in states:
+                state.joining -= 1
+                self._maybe_release(state)
+
+    def leave(self, subscription: Subscription) -> None:
+        self.subscriptions.discard(subscription)
+        for channel in subscription.channels:
+            state = self._channels.get(channel)
+            if state is not None:
+                state.subscribers.discard(subscription)
+                self._maybe_release(state)
+
+    def _pin(self, channel: str) -> ChannelState:
+        state = self._channels.get(channel)
+        if state is None:
+            state = self._channels[channel] = ChannelState(channel)
+            self._spawn(self._activate(state))
+        state.joining += 1
+        return state
+
+    async def _activate(self, state: ChannelState) -> None:
+        try:
+            await self._broker.subscribe(state.name)
+            head = await self._broker.last_id(state.name)
+        except BrokerUnavailable as exc:
+            self._forget(state)
+            state.opened.set_exception(exc)
+            return
+        state.advance(head, parse_stream_id(head) or (0, 0))
+        state.opened.set_result(None)
+        self._flush(state)
+
+    def _maybe_release(self, state: ChannelState) -> None:
+        if state.subscribers or state.joining or state.release_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        state.release_handle = loop.call_later(self._unsubscribe_delay, self._release, state)
+
+    def _release(self, state: ChannelState) -> None:
+        state.release_handle = None
+        if state.subscribers or state.joining:
+            return
+        self._forget(state)
+
+    def _forget(self, state: ChannelState) -> None:
+        if self._channels.get(state.name) is state:
+            del self._channels[state.name]
+            self._broker.unsubscribe(state.name)
+
+    # -- live messages (BrokerHandler) -------------------------------------------------------
+
+    def on_message(self, channel: str, payload: bytes) -> None:
+        state = self._channels.get(channel)
+        if state is None:
+            return
+        if state.pending is None:
+            self._process(state, payload)
+        elif len(state.pending) < PENDING_MAX:
+            state.pending.append(payload)
+        else:  # everything durable is in history: drop the backlog and recover it from there
+            state.pending.clear()
+            state.resync_again = True
+
+    def _process(self, state: ChannelState, payload: bytes) -> None:
+        envelope = decode_envelope(payload)
+        if envelope is None:
+            event = raw_event(state.name, state.last_id, payload)
+            if event is not None:
+                self._fanout(state, event)
+            return
+        key = parse_stream_id(envelope.id)
+        if key is None or key <= state.last_key:
+            return  # malformed, or already delivered (overlap with a recovery read)
+        if envelope.prev != state.last_id:
+            # Our feed skipped something: hold this back and fetch the hole from history.
+            state.pending = [payload]
+            self._spawn(self._recover(state))
+            return
+        state.advance(envelope.id, key)
+        event = durable_event(state.name, envelope.id, key, envelope.event, envelope.data)
+        if event is not None:
+            self._fanout(state, event)
+
+    def _fanout(self, state: ChannelState, event: Event) -> None:
+        for subscription in state.subscribers:
+            subscription.push(event)
+
+    def _flush(self, state: ChannelState) -> None:
+        """Go live: process what was held back, unless that starts another recovery."""
+        held, state.pending = state.pending or [], None
+        for index, payload in enumerate(held):
+            self._process(state, payload)
+            if state.pending is not None:  # a new recovery took over; keep the rest for it
+                state.pending.extend(held[index + 1 :])
+                return
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    async def on_reconnected(self) -> None:
+        for state in list(self._channels.values()):
+            if state.opened.done() and not state.opened.exception():
+                if state.pending is None:
+                    state.pending = []
+                self._spawn(self._recover(state))
+
+    async def _recover(self, state: ChannelState) -> None:
+        if state.recovering:
+            state.resync_again = True
+            return
+        state.recovering = True
+        try:
+            while self._channels.get(state.name) is state:
+                state.resync_again = False
+                if await self._recover_once(state):
+                    if not state.resync_again:
+                        break
+                else:
+                    await asyncio.sleep(random.uniform(0.2, 1.0))
+        finally:
+            state.recovering = False
+        if self._channels.get(state.name) is state:
+            self._flush(state)
+
+    async def _recover_once(self, state: ChannelState) -> bool:
+        try:
+            # Live first (a no-op when already confirmed), then read what was missed.
+            await self._broker.subscribe(state.name)
+            entries = await self._broker.history(state.name, state.last_id, self._replay_max)
+            head = None if entries else await self._broker.last_id(state.name)
+        except BrokerUnavailable as exc:
+            log.warning("recovering channel %s failed, retrying: %s", state.name, exc)
+            return False
+        self._deliver_recovered(state, entries, head)
+        if len(entries) == self._replay_max:
+            state.resync_again = True  # more than one read's worth was missed
+        return True
+
+    def _deliver_recovered(
+        self, state: ChannelState, entries: list[HistoryEntry], head: str | None
+    ) -> None:
+        if entries and entries[0].prev != state.last_id:
+            self._announce_gap(state, entries[0].prev)
+        elif head is not None and head != state.last_id:
+            self._announce_gap(state, head)  # the stream went back in time (lost or replaced)
+        for entry in entries:
+            key = parse_stream_id(entry.id)
+            if key is None or key <= state.last_key:
+                continue
+            state.advance(entry.id, key)
+            event = durable_event(state.name, entry.id, key, entry.event, entry.data)
+            if event is not None:
+                self._fanout(state, event)
+
+    def _announce_gap(self, state: ChannelState, reset_to: str) -> None:
+        log.warning(
+            "channel %s: history no longer covers %s; gap signalled", state.name, state.last_id
+        )
+        state.advance(reset_to, parse_stream_id(reset_to) or (0, 0))
+        gap = Gap(state.name, "truncated", reset_to)
+        for subscription in state.subscribers:
+            subscription.push(gap)
+
+    # -- process-wide duties -----------------------------------------------------------------
+
+    async def run_heartbeat(self, interval: float) -> None:
+        """One timer for the whole process: a keepalive to every stream idle for ``interval``."""
+        while True:
+            await asyncio.sleep(interval)
+            for subscription in list(self.subscriptions):
+                if subscription.idle:
+                    subscription.push(KEEPALIVE)
+                subscription.idle = True
+
+    def drain(self, window: float) -> None:
+        """Refuse new streams; close open ones at random moments spread over ``window``."""
+        if self.draining:
+            return
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        for subscription in list(self.subscriptions):
+            loop.call_later(random.uniform(0, window), subscription.close, "shutdown")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,100 @@
+"""Turning a ``POST /publish/{channel}`` request into a validated batch for the broker.
+
+Every check a client can fail maps to a ClientError (4xx with a JSON body). The body is read with
+a byte limit and a deadline, so neither a huge nor a trickling body can tie up memory or a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+from starlette.requests import Request
+
+from gateway.errors import ClientError
+from publisher.wire import is_valid_channel, is_valid_event_name
+
+__all__ = ["parse_batch", "read_body", "require_channel"]
+
+JSON_TYPES = frozenset({"application/json"})
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+
+
+def require_channel(name: str) -> str:
+    if not is_valid_channel(name):
+        raise ClientError(
+            400,
+            "invalid_channel",
+            f"invalid channel name {name[:200]!r}: use 1-128 letters, digits or '_-.:', "
+            "starting with a letter, digit or '_'",
+        )
+    return name
+
+
+def _require_event(name: str | None) -> str:
+    if name is None or name == "":
+        return ""
+    if not is_valid_event_name(name):
+        raise ClientError(
+            400,
+            "invalid_event",
+            f"invalid event name {name[:200]!r}: use 1-64 letters, digits or '_-.:' "
+            "(names starting with 'gateway.' are reserved)",
+        )
+    return name
+
+
+async def read_body(request: Request, max_bytes: int, deadline: float) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise ClientError(413, "body_too_large", f"request body over {max_bytes} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(deadline):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ClientError(413, "body_too_large", f"request body over {max_bytes} bytes")
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise ClientError(
+            408, "body_timeout", f"request body not received in {deadline:g}s"
+        ) from exc
+    return b"".join(chunks)
+
+
+def parse_batch(
+    content_type: str | None, body: bytes, event: str | None, max_messages: int
+) -> tuple[bool, list[tuple[str, bytes]]]:
+    """``(is_batch, [(event, compact JSON), ...])`` for a JSON or NDJSON body."""
+    event_name = _require_event(event)
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if media_type in JSON_TYPES:
+        return False, [(event_name, _compact(body, None))]
+    if media_type in NDJSON_TYPES:
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        if not lines:
+            raise ClientError(400, "empty_body", "the NDJSON body has no messages")
+        if len(lines) > max_messages:
+            raise ClientError(
+                413,
+                "batch_too_large",
+                f"{len(lines)} messages in one batch; the limit is {max_messages}",
+            )
+        return True, [(event_name, _compact(line, n)) for n, line in enumerate(lines, 1)]
+    raise ClientError(
+        415,
+        "unsupported_media_type",
+        "send Content-Type: application/json (one message) or application/x-ndjson (one per line)",
+    )
+
+
+def _compact(raw: bytes, line: int | None) -> bytes:
+    where = f" on line {line}" if line is not None else ""
+    if not raw.strip():
+        raise ClientError(400, "empty_body", "the request body is empty: send one JSON value")
+    try:
+        return orjson.dumps(orjson.loads(raw))
+    except orjson.JSONDecodeError as exc:
+        raise ClientError(400, "invalid_json", f"invalid JSON{where}: {exc}") from exc

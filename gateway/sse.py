@@ -1,0 +1,128 @@
+"""Adapting a subscription to an ``EventSourceResponse``: preamble, replay, live, farewell.
+
+Divergences from sse-starlette's defaults, on purpose:
+
+* ``ping=0``: no per-connection ping task. The hub runs one process-wide heartbeat that pushes a
+  shared comment frame into every idle stream (cheaper than a timer per connection).
+* The body iterator yields ready-made bytes: frames are encoded once per message by the hub,
+  and whatever is waiting for a client is coalesced into one write.
+* Shutdown is ours: on SIGTERM the hub closes streams at random moments over ``drain_window``,
+  each with a short random ``retry:`` hint, so clients do not all reconnect in the same second.
+  sse-starlette's grace period is set just longer than that window as a backstop.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import AsyncIterator
+
+from sse_starlette.sse import EventSourceResponse
+
+from gateway.broker.base import Broker
+from gateway.cursor import parse_last_event_id
+from gateway.errors import BrokerUnavailable
+from gateway.events import durable_event
+from gateway.hub import Hub
+from gateway.replay import read_missed
+from gateway.settings import Settings
+from gateway.subscription import Gap, Item, Subscription
+from publisher.wire import parse_stream_id
+
+__all__ = ["StreamPlan", "open_stream"]
+
+log = logging.getLogger("gateway.sse")
+
+
+class StreamPlan:
+    """Where a new stream starts: the live head of each channel when it joined, the positions to
+    replay from, and the gaps to report before anything else."""
+
+    __slots__ = ("gaps", "heads", "resume")
+
+    def __init__(self) -> None:
+        self.heads: dict[str, str] = {}
+        self.resume: dict[str, str] = {}
+        self.gaps: list[Gap] = []
+
+
+async def open_stream(
+    hub: Hub, channels: tuple[str, ...], last_event_id: str | None, settings: Settings
+) -> EventSourceResponse:
+    """Join the hub at the client's positions; answer with the stream. Raises BrokerUnavailable."""
+    parsed = parse_last_event_id(last_event_id, channels)
+    plan = StreamPlan()
+    plan.resume = dict(parsed.positions)
+
+    def make_subscription(heads: dict[str, str]) -> Subscription:
+        plan.heads = heads
+        positions = {channel: parsed.positions.get(channel, heads[channel]) for channel in channels}
+        return Subscription(
+            channels,
+            positions,
+            max_messages=settings.subscriber_buffer_messages,
+            max_bytes=settings.subscriber_buffer_bytes,
+        )
+
+    subscription = await hub.join(channels, make_subscription)
+    if parsed.malformed:
+        plan.gaps = [Gap(channel, "malformed", plan.heads[channel]) for channel in channels]
+    return EventSourceResponse(
+        _stream(hub, subscription, plan, settings),
+        ping=0,
+        send_timeout=settings.send_timeout,
+        shutdown_grace_period=settings.drain_window + 1.0,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _stream(
+    hub: Hub, subscription: Subscription, plan: StreamPlan, settings: Settings
+) -> AsyncIterator[bytes]:
+    try:
+        yield b"retry: %d\nid: %s\n\n" % (settings.retry_ms, subscription.position.encode())
+        if plan.gaps:
+            yield subscription.render(list(plan.gaps))
+        for channel, after in plan.resume.items():
+            head = plan.heads[channel]
+            async for chunk in _replay(hub.broker, subscription, channel, after, head, settings):
+                yield chunk
+        async for chunk in subscription.chunks():
+            yield chunk
+        yield _farewell(subscription.close_reason)
+    except BrokerUnavailable as exc:
+        log.warning("ending stream: %s", exc)
+        yield b"retry: %d\n\n" % settings.retry_ms
+    finally:
+        hub.leave(subscription)
+
+
+async def _replay(
+    broker: Broker,
+    subscription: Subscription,
+    channel: str,
+    after: str,
+    head: str,
+    settings: Settings,
+) -> AsyncIterator[bytes]:
+    replay = await read_missed(broker, channel, after, head, settings.replay_max)
+    items: list[Item] = []
+    if replay.gap is not None and replay.reset_to is not None:
+        items.append(Gap(channel, replay.gap, replay.reset_to))
+    for entry in replay.entries:
+        key = parse_stream_id(entry.id)
+        event = durable_event(channel, entry.id, key, entry.event, entry.data) if key else None
+        if event is not None:
+            items.append(event)
+        if len(items) >= 500:
+            yield subscription.render(items)
+            items = []
+    if items:
+        yield subscription.render(items)
+
+
+def _farewell(reason: str | None) -> bytes:
+    if reason == "shutdown":
+        # Short and jittered: reconnects to the other replicas spread out instead of stampeding.
+        return b"retry: %d\n\n" % random.randint(250, 2000)
+    return b": closed (%s)\n\n" % (reason or "closed").encode()

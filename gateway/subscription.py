@@ -1,0 +1,180 @@
+"""One client's bounded buffer and cursor.
+
+The hub calls :meth:`Subscription.push` synchronously for every event; it never waits for the
+client. The client's own task drains the buffer, turning everything waiting into *one* write
+(natural coalescing under load, no added delay when idle). When the buffer overflows its message
+or byte limit the subscription closes itself as ``slow``: the buffer is dropped at once, so a
+stalled client costs bounded memory, and nothing half-written ever reaches its stream; it
+reconnects with its last id and resumes from history.
+
+The cursor (per channel: last delivered id and its ordering key) is applied when draining, not when
+pushing: an event at or below the cursor was already delivered by a history replay and is skipped.
+That is what makes "subscribe live first, then read history" free of gaps and duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import orjson
+
+from gateway.cursor import format_vector
+from gateway.events import GAP_EVENT, Event, format_frame
+from publisher.wire import parse_stream_id
+
+__all__ = ["Gap", "Subscription"]
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Tell the client history does not cover what it missed on ``channel``; restart there."""
+
+    channel: str
+    reason: str
+    reset_to: str
+
+
+Item = Event | Gap | bytes
+
+
+class Subscription:
+    __slots__ = (
+        "_bytes",
+        "_keys",
+        "_queue",
+        "_waiter",
+        "channels",
+        "close_reason",
+        "idle",
+        "ids",
+        "max_bytes",
+        "max_messages",
+        "multi",
+    )
+
+    def __init__(
+        self,
+        channels: tuple[str, ...],
+        positions: dict[str, str],
+        *,
+        max_messages: int,
+        max_bytes: int,
+    ) -> None:
+        self.channels = channels
+        self.multi = len(channels) > 1
+        self.ids: dict[str, str] = {}
+        self._keys: dict[str, tuple[int, int]] = {}
+        for channel in channels:
+            self.set_position(channel, positions[channel])
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self._queue: deque[Item] = deque()
+        self._bytes = 0
+        self._waiter: asyncio.Future[None] | None = None
+        self.close_reason: str | None = None
+        self.idle = True
+
+    # -- producer side (the hub; synchronous, never blocks) ---------------------------------
+
+    def push(self, item: Item) -> None:
+        if self.close_reason is not None:
+            return
+        self._queue.append(item)
+        self._bytes += _size(item)
+        self.idle = False
+        if len(self._queue) > self.max_messages or self._bytes > self.max_bytes:
+            self.close("slow")
+            return
+        self._wake()
+
+    def close(self, reason: str) -> None:
+        """End the stream after what is already written; drop everything still buffered."""
+        if self.close_reason is None:
+            self.close_reason = reason
+            self._queue.clear()
+            self._bytes = 0
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- consumer side (the client's own task) ----------------------------------------------
+
+    @property
+    def position(self) -> str:
+        """The id that resumes this stream exactly where it stands now."""
+        return self.id_for(self.channels[0])
+
+    def id_for(self, channel: str) -> str:
+        return format_vector(channel, self.ids) if self.multi else self.ids[channel]
+
+    def set_position(self, channel: str, stream_id: str) -> None:
+        key = parse_stream_id(stream_id)
+        if key is None:
+            raise ValueError(f"not a stream id: {stream_id!r}")
+        self.ids[channel] = stream_id
+        self._keys[channel] = key
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Yield everything waiting as one chunk per wake-up, until the subscription closes."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self.close_reason is not None:
+                    return
+                self._waiter = loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
+                continue
+            items = list(self._queue)
+            self._queue.clear()
+            self._bytes = 0
+            chunk = self.render(items)
+            if chunk:
+                yield chunk
+
+    def render(self, items: list[Item]) -> bytes:
+        out: list[bytes] = []
+        for item in items:
+            if isinstance(item, Event):
+                frame = self._render_event(item)
+                if frame is not None:
+                    out.append(frame)
+            elif isinstance(item, Gap):
+                out.append(self._render_gap(item))
+            else:
+                out.append(item)
+        return b"".join(out)
+
+    def _render_event(self, event: Event) -> bytes | None:
+        channel = event.channel
+        if event.key is not None:
+            if event.key <= self._keys[channel]:
+                return None  # already delivered by a history replay
+            self._keys[channel] = event.key
+            self.ids[channel] = event.id
+            return format_frame(self.id_for(channel), event.body) if self.multi else event.frame
+        if not self.multi and self.ids[channel] == event.id:
+            return event.frame
+        return format_frame(self.id_for(channel), event.body)
+
+    def _render_gap(self, gap: Gap) -> bytes:
+        self.set_position(gap.channel, gap.reset_to)
+        data = orjson.dumps(
+            {"channel": gap.channel, "reason": gap.reason, "resumed_at": gap.reset_to}
+        )
+        body = b"event: " + GAP_EVENT.encode() + b"\ndata: " + data + b"\n\n"
+        return format_frame(self.id_for(gap.channel), body)
+
+
+def _size(item: Item) -> int:
+    if isinstance(item, Event):
+        return len(item.frame)
+    return len(item) if isinstance(item, bytes) else 128

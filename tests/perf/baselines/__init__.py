@@ -1,0 +1,1 @@
+"""Servers the benchmark compares the gateway with (see docs/performance.md)."""

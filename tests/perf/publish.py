@@ -1,0 +1,255 @@
+"""The publishing side of the load tool, run in its own process.
+
+Transports (``mode``):
+
+* ``redis-raw``: ``PUBLISH channel json`` on a raw RESP connection, pipelined per batch.
+* ``lua``: the gateway's atomic publish script through ``publisher.AsyncPublisher`` (history +
+  announcement, what a real producer does).
+* ``http``: one ``POST {pub_path}`` per message with a JSON body, on keep-alive connections.
+* ``ndjson``: ``POST`` batches as ``application/x-ndjson``, one message per line.
+
+Pacing: with ``rate`` > 0 messages are due at ``rate`` per second (open loop; a late sender
+catches up). With ``rate`` == 0 it publishes as fast as the server delivers: it keeps at most
+``window`` messages published but not yet delivered to every subscriber, read from the shared
+progress counters, so the load saturates the server without piling an unbounded backlog into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from tests.perf.message import make
+from tests.perf.util import raise_nofile, use_uvloop
+
+
+@dataclass
+class PubPlan:
+    mode: str
+    host: str
+    port: int
+    redis_url: str
+    pub_path: str
+    channels: list[str]
+    max_messages: int
+    duration: float
+    rate: float = 0.0
+    window: int = 0
+    fanout: float = 1.0  # subscribers per channel, to turn delivered events into messages
+    concurrency: int = 4
+    batch: int = 1
+    size: int = 256
+
+
+class Sender:
+    async def open(self) -> None: ...
+
+    async def send(self, channel: str, payloads: list[bytes]) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RedisRaw(Sender):
+    def __init__(self, plan: PubPlan) -> None:
+        self.host, self.port = plan.redis_url.split("//")[1].split("/")[0].split(":")
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.host, int(self.port))
+
+    async def send(self, channel: str, payloads: list[bytes]) -> None:
+        ch = channel.encode()
+        self.writer.write(
+            b"".join(
+                b"*3\r\n$7\r\nPUBLISH\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(ch), ch, len(p), p)
+                for p in payloads
+            )
+        )
+        for _ in payloads:
+            line = await self.reader.readline()
+            if not line.startswith(b":"):
+                raise RuntimeError(f"PUBLISH failed: {line!r}")
+
+    async def close(self) -> None:
+        self.writer.close()
+
+
+class Lua(Sender):
+    shared: Any = None
+
+    def __init__(self, plan: PubPlan) -> None:
+        self.url = plan.redis_url
+
+    async def open(self) -> None:
+        if Lua.shared is None:
+            from publisher import AsyncPublisher  # noqa: PLC0415 - only the gateway needs it
+
+            Lua.shared = AsyncPublisher(self.url)
+
+    async def send(self, channel: str, payloads: list[bytes]) -> None:
+        await Lua.shared.publish_encoded(channel, [("", p) for p in payloads])
+
+    async def close(self) -> None:
+        if Lua.shared is not None:
+            shared, Lua.shared = Lua.shared, None
+            await shared.aclose()
+
+
+class Http(Sender):
+    def __init__(self, plan: PubPlan) -> None:
+        self.plan = plan
+        self.ndjson = plan.mode == "ndjson"
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection(self.plan.host, self.plan.port)
+
+    async def send(self, channel: str, payloads: list[bytes]) -> None:
+        if self.ndjson:
+            body, ctype = b"\n".join(payloads) + b"\n", b"application/x-ndjson"
+        else:
+            assert len(payloads) == 1
+            body, ctype = payloads[0], b"application/json"
+        path = self.plan.pub_path.format(ch=channel).encode()
+        self.writer.write(
+            b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (path, self.plan.host.encode(), self.plan.port, ctype, len(body), body)
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = lines[0].split(b" ", 2)[1]
+        size, chunked = 0, False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                size = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+        body = await self._body(size, chunked)
+        if not status.startswith(b"2"):
+            raise RuntimeError(f"HTTP {status.decode()}: {body[:200]!r}")
+
+    async def _body(self, size: int, chunked: bool) -> bytes:
+        if not chunked:
+            return await self.reader.readexactly(size) if size else b""
+        out = []
+        while True:
+            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            out.append(await self.reader.readexactly(size + 2))
+            if size == 0:
+                return b"".join(out)
+
+    async def close(self) -> None:
+        self.writer.close()
+
+
+SENDERS: dict[str, Callable[[PubPlan], Sender]] = {
+    "redis-raw": RedisRaw,
+    "lua": Lua,
+    "http": Http,
+    "ndjson": Http,
+}
+
+
+class Pacer:
+    """Hands out the next batch when it is due (rate) or when the window allows (closed loop)."""
+
+    def __init__(self, plan: PubPlan, progress: Any) -> None:
+        self.plan = plan
+        self.progress = progress
+        self.next = 0  # global message number
+        self.published = [0] * len(plan.channels)
+        self.errors = 0
+        self.error_sample = ""
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + plan.duration
+
+    def exhausted(self) -> bool:
+        return self.next >= self.plan.max_messages or time.monotonic() >= self.deadline
+
+    def delivered_messages(self) -> float:
+        return sum(self.progress) / self.plan.fanout
+
+    async def take(self) -> tuple[int, int] | None:
+        """``(first global number, count)`` of the next batch, all on one channel."""
+        plan = self.plan
+        while not self.exhausted():
+            if plan.rate:
+                due = self.t0 + self.next / plan.rate
+                delay = due - time.monotonic()
+                if delay > 0.0005:
+                    await asyncio.sleep(delay)
+                    continue
+            elif self.next - self.delivered_messages() >= plan.window:
+                await asyncio.sleep(0.0005)
+                continue
+            count = min(plan.batch, plan.max_messages - self.next)
+            first = self.next
+            self.next += count
+            return first, count
+        return None
+
+
+async def _sender_loop(plan: PubPlan, pacer: Pacer) -> None:
+    sender = SENDERS[plan.mode](plan)
+    await sender.open()
+    nch = len(plan.channels)
+    try:
+        while (got := await pacer.take()) is not None:
+            first, count = got
+            # Batches target one channel: message k goes to channel (k // batch) % nch and has
+            # that channel's sequence number, so every channel's numbers run 0, 1, 2, ...
+            index = (first // plan.batch) % nch
+            seq0 = (first // (plan.batch * nch)) * plan.batch
+            channel = plan.channels[index]
+            payloads = [make(seq0 + i, channel, plan.size) for i in range(count)]
+            try:
+                await sender.send(channel, payloads)
+            except Exception as exc:  # counted and sampled; the run goes on
+                pacer.errors += count
+                pacer.error_sample = pacer.error_sample or repr(exc)[:300]
+                if isinstance(exc, OSError | asyncio.IncompleteReadError):
+                    await sender.close()
+                    await sender.open()
+                continue
+            pacer.published[index] += count
+    finally:
+        await sender.close()
+
+
+async def _run(plan: PubPlan, progress: Any) -> dict[str, Any]:
+    pacer = Pacer(plan, progress)
+    t0 = time.monotonic_ns()
+    await asyncio.gather(*(_sender_loop(plan, pacer) for _ in range(plan.concurrency)))
+    t1 = time.monotonic_ns()
+    return {
+        "published": pacer.published,
+        "attempted": pacer.next,
+        "errors": pacer.errors,
+        "error_sample": pacer.error_sample,
+        "seconds": (t1 - t0) / 1e9,
+    }
+
+
+def publisher_main(plan: PubPlan, progress: Any, pipe: Connection) -> None:
+    raise_nofile()
+    use_uvloop()
+    try:
+        pipe.send(asyncio.run(_run(plan, progress)))
+    except Exception as exc:  # reported, not raised: the main process decides
+        pipe.send({"published": [0] * len(plan.channels), "errors": -1, "error_sample": repr(exc)})
+    finally:
+        pipe.close()
+
+
+def start_publisher(plan: PubPlan, progress: Any) -> tuple[Any, Connection]:
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=publisher_main, args=(plan, progress, child), daemon=True)
+    proc.start()
+    child.close()
+    return proc, parent

@@ -1,0 +1,257 @@
+"""The benchmark scenarios (S1-S5), each run against one started :class:`Server`.
+
+Every scenario is bounded in connections, messages and wall-clock time, and returns a flat dict
+of figures. Server CPU is utime+stime of the server's process tree (workers included) read from
+/proc; memory is the tree's RSS. Redis is not counted: it is the same for every server.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tests.perf.publish import PubPlan, start_publisher
+from tests.perf.servers import Server
+from tests.perf.sse_client import WorkerStats
+from tests.perf.stats import Histogram, pct
+from tests.perf.util import cpu_seconds, rss_bytes
+from tests.perf.workers import WorkerPool
+
+
+@dataclass
+class Scale:
+    """Sizes and limits of every scenario; ``quick()`` is the smoke-test scale."""
+
+    client_procs: int = 2
+    s1_subs: int = 1000
+    s1_seconds: float = 10.0
+    s1_max_messages: int = 100_000
+    s1_window: int = 100
+    s2_subs: int = 2000
+    s3_subs: int = 5000
+    s4_channels: int = 1000
+    s4_subs_per_channel: int = 2
+    s4_rate: float = 2000.0
+    s4_seconds: float = 10.0
+    s5_seconds: float = 5.0
+    s5_max_messages: int = 2_000_000
+    s5_batch: int = 100
+    ready_timeout: float = 60.0
+    drain_timeout: float = 30.0
+
+    @classmethod
+    def quick(cls) -> Scale:
+        return cls(
+            s1_subs=50,
+            s1_seconds=3.0,
+            s1_max_messages=200,
+            s1_window=50,
+            s2_subs=50,
+            s3_subs=50,
+            s4_channels=10,
+            s4_subs_per_channel=2,
+            s4_rate=200.0,
+            s4_seconds=1.0,
+            s5_seconds=1.0,
+            s5_max_messages=200,
+            s5_batch=20,
+            ready_timeout=15.0,
+            drain_timeout=5.0,
+        )
+
+
+def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    stats = WorkerStats()
+    subs_per_channel: dict[int, int] = {}
+    distinct = 0
+    for report in reports:
+        s: WorkerStats = report["stats"]
+        for name in ("events", "duplicates", "comments", "bad_frames", "unexpected_close"):
+            setattr(stats, name, getattr(stats, name) + getattr(s, name))
+        stats.http_errors += s.http_errors
+        stats.connect_errors += s.connect_errors
+        stats.error_sample = stats.error_sample or s.error_sample
+        stats.latency.merge(s.latency)
+        distinct += sum(report["distinct"].values())
+        for ch, n in report["subs_per_channel"].items():
+            subs_per_channel[ch] = subs_per_channel.get(ch, 0) + n
+    return {"stats": stats, "distinct": distinct, "subs_per_channel": subs_per_channel}
+
+
+def _latency(hist: Histogram) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for p in (50, 90, 99):
+        value = hist.percentile(p)
+        out[f"p{p}_ms"] = None if value is None else value / 1000
+    return out
+
+
+def _drain(pool: WorkerPool, target: int, limit: float) -> None:
+    """Wait until ``target`` events arrived, progress stalls for 2 s, or ``limit`` passes."""
+    deadline = time.monotonic() + limit
+    last, last_change = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now_events = pool.events()
+        if now_events >= target:
+            return
+        if now_events != last:
+            last, last_change = now_events, time.monotonic()
+        elif time.monotonic() - last_change > 2.0:
+            return
+        time.sleep(0.02)
+
+
+def fanout(
+    server: Server, scale: Scale, *, tag: str, channels: list[str], subs_per_channel: int,
+    mode: str, rate: float, seconds: float, max_messages: int, window: int = 0,
+    batch: int = 1, concurrency: int = 4,
+) -> dict[str, Any]:  # fmt: skip
+    """Subscribers on ``channels``, one publisher, then count and time what arrived."""
+    subs = [
+        (server.sub_path.format(ch=ch), i) for i, ch in enumerate(channels)
+        for _ in range(subs_per_channel)
+    ]  # fmt: skip
+    with WorkerPool("127.0.0.1", server.port, subs, scale.client_procs, scale.ready_timeout) as pool:
+        ready = _merge(pool.wait_ready())
+        connected = sum(ready["subs_per_channel"].values())
+        time.sleep(0.2)  # let the last subscriptions settle at the server
+        plan = PubPlan(
+            mode, "127.0.0.1", server.port, server.redis_url, server.pub_path, channels,
+            max_messages, seconds, rate=rate, window=window,
+            fanout=max(1.0, connected / len(channels)), concurrency=concurrency, batch=batch,
+        )  # fmt: skip
+        pids = server.pids()
+        cpu0, t0 = cpu_seconds(pids), time.monotonic()
+        proc, pipe = start_publisher(plan, pool.progress)
+        pub = pipe.recv() if pipe.poll(seconds + 60) else {"published": [], "errors": -1}
+        proc.join(5)
+        published = pub["published"]
+        expected = sum(
+            published[ch] * n for ch, n in ready["subs_per_channel"].items() if ch < len(published)
+        )
+        _drain(pool, expected, scale.drain_timeout)
+        cpu1, t1 = cpu_seconds(pids), time.monotonic()
+        done = _merge(pool.stop())
+    stats: WorkerStats = done["stats"]
+    cpu = cpu1 - cpu0
+    delivered = done["distinct"]
+    return {
+        "subscribers": len(subs),
+        "connected": connected,
+        "published": sum(published),
+        "publish_errors": pub.get("errors", 0),
+        "publish_error": pub.get("error_sample", ""),
+        "publish_seconds": pub.get("seconds"),
+        "expected": expected,
+        "delivered": delivered,
+        "lost": expected - delivered,
+        "duplicated": stats.duplicates,
+        "unexpected_close": stats.unexpected_close,
+        "subscriber_error": stats.error_sample,
+        "server_cpu_s": cpu,
+        "wall_s": t1 - t0,
+        "deliveries_per_cpu_s": delivered / cpu if cpu > 0 else None,
+        "deliveries_per_s": delivered / (t1 - t0),
+        "publish_rate": sum(published) / pub["seconds"] if pub.get("seconds") else None,
+        **_latency(stats.latency),
+    }
+
+
+def s1_saturation(server: Server, scale: Scale) -> dict[str, Any]:
+    batch, concurrency = (1, 8) if server.fanout_publish == "http" else (10, 2)
+    return fanout(
+        server, scale, tag="s1", channels=["s1"], subs_per_channel=scale.s1_subs,
+        mode=server.fanout_publish, rate=0.0, seconds=scale.s1_seconds,
+        max_messages=scale.s1_max_messages, window=scale.s1_window, batch=batch,
+        concurrency=concurrency,
+    )  # fmt: skip
+
+
+def s4_latency(server: Server, scale: Scale) -> dict[str, Any]:
+    channels = [f"s4-{i}" for i in range(scale.s4_channels)]
+    return fanout(
+        server, scale, tag="s4", channels=channels, subs_per_channel=scale.s4_subs_per_channel,
+        mode="http", rate=scale.s4_rate, seconds=scale.s4_seconds,
+        max_messages=int(scale.s4_rate * scale.s4_seconds), concurrency=8,
+    )  # fmt: skip
+
+
+def s5_publish(server: Server, scale: Scale) -> dict[str, Any]:
+    """Publish throughput over HTTP to one channel with one subscriber: single vs NDJSON."""
+    out: dict[str, Any] = {}
+    modes = [("single", "http", 1, 8)]
+    if server.ndjson:
+        modes.append(("ndjson", "ndjson", scale.s5_batch, 4))
+    for label, mode, batch, concurrency in modes:
+        got = fanout(
+            server, scale, tag="s5", channels=[f"s5-{label}"], subs_per_channel=1, mode=mode,
+            rate=0.0, seconds=scale.s5_seconds, max_messages=scale.s5_max_messages,
+            window=10**12, batch=batch, concurrency=concurrency,
+        )  # fmt: skip
+        cpu = got["server_cpu_s"]
+        out[f"{label}_msgs_per_s"] = got["publish_rate"]
+        out[f"{label}_msgs_per_cpu_s"] = got["published"] / cpu if cpu > 0 else None
+        out[f"{label}_published"] = got["published"]
+        out[f"{label}_lost"] = got["lost"]
+        out[f"{label}_duplicated"] = got["duplicated"]
+        out[f"{label}_publish_errors"] = got["publish_errors"]
+        out[f"{label}_publish_error"] = got["publish_error"]
+    return out
+
+
+def _open(server: Server, scale: Scale, n: int, channel: str) -> WorkerPool:
+    subs = [(server.sub_path.format(ch=channel), 0)] * n
+    return WorkerPool("127.0.0.1", server.port, subs, scale.client_procs, scale.ready_timeout)
+
+
+def s2_idle_memory(server: Server, scale: Scale) -> dict[str, Any]:
+    with _open(server, scale, 20, "s2-warmup") as pool:  # first-use allocations, imports
+        pool.wait_ready()
+        pool.stop()
+    time.sleep(1.0)
+    pids = server.pids()
+    before = rss_bytes(pids)
+    with _open(server, scale, scale.s2_subs, "s2") as pool:
+        ready = _merge(pool.wait_ready())
+        time.sleep(1.5)
+        after = rss_bytes(server.pids())
+        pool.stop()
+    connected = sum(ready["subs_per_channel"].values())
+    return {
+        "subscribers": scale.s2_subs,
+        "connected": connected,
+        "rss_before_mib": before / 2**20,
+        "rss_after_mib": after / 2**20,
+        "kib_per_connection": (after - before) / 1024 / connected if connected else None,
+    }
+
+
+def s3_connect(server: Server, scale: Scale) -> dict[str, Any]:
+    with _open(server, scale, scale.s3_subs, "s3") as pool:
+        reports = pool.wait_ready()
+        start = pool.start_ns
+        pool.stop()
+    merged = _merge(reports)
+    t_headers = [r["t_last_headers"] for r in reports if r["t_last_headers"]]
+    t_first = [r["t_last_first_byte"] for r in reports if r["t_last_first_byte"]]
+    each = [(t - start) / 1e9 for r in reports for t in r["t_headers"]]
+    stats: WorkerStats = merged["stats"]
+    return {
+        "subscribers": scale.s3_subs,
+        "connected": sum(merged["subs_per_channel"].values()),
+        "all_headers_s": (max(t_headers) - start) / 1e9 if t_headers else None,
+        "all_first_bytes_s": (max(t_first) - start) / 1e9 if t_first else None,
+        "median_headers_s": pct(each, 50),
+        "errors": stats.connect_errors + stats.http_errors + stats.unexpected_close,
+        "error": stats.error_sample,
+    }
+
+
+SCENARIOS = {
+    "s2": s2_idle_memory,
+    "s3": s3_connect,
+    "s1": s1_saturation,
+    "s4": s4_latency,
+    "s5": s5_publish,
+}
