@@ -8,6 +8,7 @@ schema for, is checked against a small structural schema of the fields we use.
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -122,6 +123,4 @@ def test_strict_validation_rejects_an_unknown_field(rendered: dict[str, list[Obj
 
 def seconds(duration: str) -> float:
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-    import re
-
     return sum(float(n) * units[u] for n, u in re.findall(r"(\d+)(ms|s|m|h)", duration))
