@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     drain_window: float = Field(5.0, ge=0, description="streams are closed spread over this")
     graceful_timeout: float = Field(10.0, gt=0, description="uvicorn's graceful shutdown limit")
 
+    # -- faults, limits and observability --------------------------------------------------
+
+    # -- auth, CORS and hostile input -------------------------------------------------------
+
+    # -- other consumers and sources ---------------------------------------------------------
+
     @model_validator(mode="after")
     def _check_budgets(self) -> Settings:
         if self.drain_window >= self.graceful_timeout:
