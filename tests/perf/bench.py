@@ -86,8 +86,10 @@ def run(servers: list[str], scenarios: list[str], scale: Scale, extra: dict[str,
                         figures["scenario_seconds"] = round(time.monotonic() - started, 2)
                         _derive(scenario, figures)
                         results[name][scenario] = figures
-                        print(f"[{name}] {scenario}: {json.dumps(figures, default=str)}", flush=True)
-                        time.sleep(1.0)  # let the server finish closing the last connections
+                        print(
+                            f"[{name}] {scenario}: {json.dumps(figures, default=str)}", flush=True
+                        )
+                        time.sleep(scale.settle)  # let the server finish closing the connections
             except Exception as exc:  # a server that does not start is reported, not fatal
                 print(f"[{name}] could not run: {exc}", file=sys.stderr, flush=True)
                 results[name]["error"] = str(exc)[:2000]

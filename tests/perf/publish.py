@@ -86,7 +86,7 @@ class Lua(Sender):
 
     async def open(self) -> None:
         if Lua.shared is None:
-            from publisher import AsyncPublisher  # noqa: PLC0415 - only the gateway needs it
+            from publisher import AsyncPublisher  # only the gateway needs it
 
             Lua.shared = AsyncPublisher(self.url)
 

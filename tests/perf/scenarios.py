@@ -39,6 +39,7 @@ class Scale:
     s5_batch: int = 100
     ready_timeout: float = 60.0
     drain_timeout: float = 30.0
+    settle: float = 1.0  # pause for the server to settle after connections open or close
 
     @classmethod
     def quick(cls) -> Scale:
@@ -58,6 +59,7 @@ class Scale:
             s5_batch=20,
             ready_timeout=15.0,
             drain_timeout=5.0,
+            settle=0.2,
         )
 
 
@@ -112,7 +114,9 @@ def fanout(
         (server.sub_path.format(ch=ch), i) for i, ch in enumerate(channels)
         for _ in range(subs_per_channel)
     ]  # fmt: skip
-    with WorkerPool("127.0.0.1", server.port, subs, scale.client_procs, scale.ready_timeout) as pool:
+    with WorkerPool(
+        "127.0.0.1", server.port, subs, scale.client_procs, scale.ready_timeout
+    ) as pool:
         ready = _merge(pool.wait_ready())
         connected = sum(ready["subs_per_channel"].values())
         time.sleep(0.2)  # let the last subscriptions settle at the server
@@ -209,12 +213,12 @@ def s2_idle_memory(server: Server, scale: Scale) -> dict[str, Any]:
     with _open(server, scale, 20, "s2-warmup") as pool:  # first-use allocations, imports
         pool.wait_ready()
         pool.stop()
-    time.sleep(1.0)
+    time.sleep(scale.settle)
     pids = server.pids()
     before = rss_bytes(pids)
     with _open(server, scale, scale.s2_subs, "s2") as pool:
         ready = _merge(pool.wait_ready())
-        time.sleep(1.5)
+        time.sleep(1.5 * scale.settle)
         after = rss_bytes(server.pids())
         pool.stop()
     connected = sum(ready["subs_per_channel"].values())

@@ -1,4 +1,4 @@
-"""Subscriber side of the load tool: a lean byte-level HTTP/1.1 + SSE client run in worker processes.
+"""Subscriber side of the load tool: a lean byte-level HTTP/1.1 + SSE client for worker processes.
 
 Why not httpx or aiohttp: at several hundred thousand events per second on a 2-core machine the
 client competes with the server for CPU, so each connection is a bare ``asyncio.Protocol`` whose
@@ -177,8 +177,7 @@ class Subscriber(asyncio.Protocol):
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
         transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:

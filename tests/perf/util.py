@@ -23,7 +23,7 @@ def raise_nofile(want: int = 65536) -> int:
 
 def use_uvloop() -> None:
     try:
-        import uvloop  # noqa: PLC0415 - optional speed-up
+        import uvloop  # optional speed-up
     except ImportError:
         return
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())

@@ -74,8 +74,7 @@ class RedisLink(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def command(self, *parts: bytes) -> asyncio.Future[object]:
         assert self.transport is not None
@@ -118,9 +117,7 @@ class Hub:
 
     def add(self, channel: bytes, transport: asyncio.Transport) -> None:
         if self.nagle:
-            transport.get_extra_info("socket").setsockopt(
-                socket.IPPROTO_TCP, socket.TCP_NODELAY, 0
-            )
+            transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
         transport.write(SSE_HEAD)
         live = self.channels.get(channel)
         if live is not None:
@@ -175,10 +172,10 @@ class HttpConnection(asyncio.Protocol):
         self.channel: bytes | None = None
         self.transport: asyncio.Transport | None = None
         self.busy = False
+        self.task: asyncio.Future[None] | None = None  # the publish in flight, kept referenced
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
         if self.channel is not None:
@@ -203,7 +200,9 @@ class HttpConnection(asyncio.Protocol):
         body, self.buf = self.buf[end + 4 : end + 4 + size], self.buf[end + 4 + size :]
         self._route(method, target, headers, body)
 
-    def _route(self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes) -> None:
+    def _route(
+        self, method: bytes, target: bytes, headers: dict[bytes, bytes], body: bytes
+    ) -> None:
         assert self.transport is not None
         path = target.split(b"?")[0]
         if method == b"GET" and path.startswith(b"/subscribe/"):
@@ -213,7 +212,7 @@ class HttpConnection(asyncio.Protocol):
             ndjson = b"ndjson" in headers.get(b"content-type", b"")
             lines = [line for line in body.split(b"\n") if line] if ndjson else [body]
             self.busy = True
-            asyncio.ensure_future(self._publish(path[len(b"/publish/") :], lines, ndjson))
+            self.task = asyncio.ensure_future(self._publish(path[9:], lines, ndjson))
         else:
             self._reply(b"404 Not Found", b'{"error":"not found"}')
 
@@ -264,7 +263,7 @@ def main() -> None:
     parser.add_argument("--nagle", action="store_true", help="leave Nagle on for SSE sockets")
     args = parser.parse_args()
     try:
-        import uvloop  # noqa: PLC0415 - optional, as uvicorn uses it when installed
+        import uvloop  # optional, as uvicorn uses it when installed
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
