@@ -94,8 +94,12 @@ class Lua(Sender):
         await Lua.shared.publish_encoded(channel, [("", p) for p in payloads])
 
     async def close(self) -> None:
-        if Lua.shared is not None:
-            shared, Lua.shared = Lua.shared, None
+        pass  # shared by every sender loop: closed once by close_shared(), after all are done
+
+    @classmethod
+    async def close_shared(cls) -> None:
+        if cls.shared is not None:
+            shared, cls.shared = cls.shared, None
             await shared.aclose()
 
 
@@ -224,7 +228,10 @@ async def _sender_loop(plan: PubPlan, pacer: Pacer) -> None:
 async def _run(plan: PubPlan, progress: Any) -> dict[str, Any]:
     pacer = Pacer(plan, progress)
     t0 = time.monotonic_ns()
-    await asyncio.gather(*(_sender_loop(plan, pacer) for _ in range(plan.concurrency)))
+    try:
+        await asyncio.gather(*(_sender_loop(plan, pacer) for _ in range(plan.concurrency)))
+    finally:
+        await Lua.close_shared()
     t1 = time.monotonic_ns()
     return {
         "published": pacer.published,

@@ -142,6 +142,7 @@ def fanout(
     delivered = done["distinct"]
     return {
         "subscribers": len(subs),
+        "channels": len(channels),
         "connected": connected,
         "published": sum(published),
         "publish_errors": pub.get("errors", 0),
