@@ -18,7 +18,10 @@ from fastapi import FastAPI
 from sse_starlette.sse import AppStatus
 
 from gateway.api import install_error_handlers, router
+from gateway.auth import Authenticator
+from gateway.auth.http import install_auth_error_handler
 from gateway.broker import create_broker
+from gateway.cors import install_cors
 from gateway.hub import Hub
 from gateway.settings import Settings
 
@@ -29,6 +32,7 @@ log = logging.getLogger("gateway")
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    authenticator = Authenticator.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -38,12 +42,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await broker.start()
         _announce(settings)
+        for level, line in authenticator.describe():
+            log.log(level, line)
         duties = [
             asyncio.create_task(hub.run_heartbeat(settings.keepalive_interval), name="heartbeat"),
             asyncio.create_task(_watch_for_shutdown(hub, settings), name="shutdown-watch"),
         ]
         try:
-            yield {"settings": settings, "hub": hub, "broker": broker}
+            yield {"settings": settings, "hub": hub, "broker": broker, "auth": authenticator}
         finally:
             for task in duties:
                 task.cancel()
@@ -58,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_auth_error_handler(app)
+    install_cors(app, settings)
     app.include_router(router)
     return app
 

@@ -6,7 +6,10 @@ after that. ``--workers`` > 1 hands settings to each worker process through the 
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+import re
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from publisher.wire import DEFAULT_KEY_PREFIX, DEFAULT_PUBSUB_PREFIX, HistoryLimits
@@ -15,7 +18,11 @@ __all__ = ["Settings"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a rejected value (a weak JWT secret, a Redis URL with a password) must
+    # never be echoed into the start-up error or a log.
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # Server
     host: str = "127.0.0.1"
@@ -59,6 +66,64 @@ class Settings(BaseSettings):
     # -- faults, limits and observability --------------------------------------------------
 
     # -- auth, CORS and hostile input -------------------------------------------------------
+    # Exactly one key source turns auth on; none leaves it off (everything open, the dev default).
+    jwt_secret: SecretStr | None = Field(None, description="HS256 shared secret, >= 32 bytes")
+    jwt_secret_file: Path | None = Field(None, description="file holding the shared secret")
+    jwt_public_key_file: Path | None = Field(None, description="PEM public key (RS256/ES256)")
+    jwt_jwks_file: Path | None = Field(None, description="JWKS file; keys chosen by kid")
+    jwt_algorithms: str = Field("", description="comma-separated; default from the key type")
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway: float = Field(0.0, ge=0, le=300, description="seconds of clock skew allowed")
+    auth_cookie: str = Field("sse_token", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    auth_query_tokens: bool = Field(True, description="accept ?access_token= (ends up in logs)")
+    anonymous_subscribe: str = Field("", description="comma-separated channel patterns")
+    anonymous_publish: str = Field("", description="comma-separated channel patterns")
+    cors_origins: str = Field("", description="comma-separated exact origins; * only without auth")
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> Settings:
+        from gateway.auth.keys import load_keys  # the auth package imports settings for typing
+
+        keys = load_keys(
+            secret=self.jwt_secret.get_secret_value() if self.jwt_secret else None,
+            secret_file=self.jwt_secret_file,
+            public_key_file=self.jwt_public_key_file,
+            jwks_file=self.jwt_jwks_file,
+            algorithms=self.jwt_algorithm_list,
+        )
+        origins = self.cors_origin_list
+        if "*" in origins and (keys is not None or len(origins) > 1):
+            raise ValueError("GATEWAY_CORS_ORIGINS='*' is only allowed alone and with auth off")
+        bad = [o for o in origins if o != "*" and not _ORIGIN_RE.fullmatch(o)]
+        if bad:
+            raise ValueError(f"CORS origins must look like https://host[:port]: {bad[:3]}")
+        return self
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(
+            self.jwt_secret
+            or self.jwt_secret_file
+            or self.jwt_public_key_file
+            or self.jwt_jwks_file
+        )
+
+    @property
+    def jwt_algorithm_list(self) -> tuple[str, ...]:
+        return _split(self.jwt_algorithms)
+
+    @property
+    def anonymous_subscribe_patterns(self) -> tuple[str, ...]:
+        return _split(self.anonymous_subscribe)
+
+    @property
+    def anonymous_publish_patterns(self) -> tuple[str, ...]:
+        return _split(self.anonymous_publish)
+
+    @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        return _split(self.cors_origins)
 
     # -- other consumers and sources ---------------------------------------------------------
 
@@ -81,3 +146,12 @@ class Settings(BaseSettings):
             max_age_ms=int(self.history_max_age * 1000),
             ttl_ms=int(self.history_ttl * 1000),
         )
+
+
+_ORIGIN_RE = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?"
+)
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())

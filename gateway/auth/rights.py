@@ -1,0 +1,48 @@
+"""What a caller may do: channel patterns for subscribe and publish.
+
+Patterns are fnmatch-style (``orders.*``, ``user.42``, ``*``), matched case-sensitively against the
+whole channel name. Channel names are validated before any check (letters, digits and ``_-.:``),
+so a pattern can only ever grant gateway channels, never Redis' own or internal ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from gateway.auth.errors import Forbidden, Unauthenticated
+
+__all__ = ["Action", "Grant"]
+
+Action = Literal["subscribe", "publish"]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    subscribe: tuple[str, ...] = ()
+    publish: tuple[str, ...] = ()
+    authenticated: bool = False
+    expires_at: float | None = None  # unix time; streams are closed then
+    subject: str | None = None
+
+    @classmethod
+    def everything(cls) -> Grant:
+        """Auth is off: anyone may do anything (the dev default)."""
+        return cls(subscribe=("*",), publish=("*",))
+
+    def allows(self, action: Action, channel: str) -> bool:
+        patterns = self.subscribe if action == "subscribe" else self.publish
+        return any(fnmatchcase(channel, pattern) for pattern in patterns)
+
+    def require(self, action: Action, channels: tuple[str, ...]) -> None:
+        """Raise unless every channel is allowed: 401 for anonymous callers, 403 otherwise."""
+        denied = [channel for channel in channels if not self.allows(action, channel)]
+        if not denied:
+            return
+        names = ", ".join(repr(name) for name in denied[:5])
+        if not self.authenticated:
+            raise Unauthenticated(
+                "authentication_required", f"a token is required to {action} on {names}"
+            )
+        raise Forbidden(f"this token may not {action} on {names}")
