@@ -24,7 +24,9 @@ pytestmark = pytest.mark.deploy
 # Oldest supported: PDB unhealthyPodEvictionPolicy and topology spread matchLabelKeys are on by
 # default (beta) from 1.27; 1.26's schema rejects the PDB field.
 MIN_KUBERNETES = Version("1.27")
-VERSIONS = [v for v in kubernetes_validate.utils.all_versions() if Version(v) >= MIN_KUBERNETES]
+# all_versions() lists each version twice (its plain and its strict schema directory).
+SHIPPED = {v for v in kubernetes_validate.utils.all_versions() if Version(v) >= MIN_KUBERNETES}
+VERSIONS = sorted(SHIPPED, key=Version)
 CRDS = {"ServiceMonitor"}
 
 # Prometheus Operator's Duration pattern (monitoring.coreos.com/v1).
