@@ -11,12 +11,24 @@ escaped inside strings), and event names are checked against the naming rule.
 from __future__ import annotations
 
 import logging
+import random
+from typing import Protocol
 
 import orjson
 
 from publisher.wire import is_valid_event_name
 
-__all__ = ["GAP_EVENT", "Event", "durable_event", "format_frame", "raw_event"]
+__all__ = [
+    "GAP_EVENT",
+    "SSE",
+    "Event",
+    "SseFormat",
+    "StreamFormat",
+    "durable_event",
+    "farewell_retry_ms",
+    "format_frame",
+    "raw_event",
+]
 
 log = logging.getLogger("gateway.events")
 
@@ -24,16 +36,26 @@ GAP_EVENT = "gateway.gap"
 
 
 class Event:
-    """One message on one channel, ready to write. ``key`` is None for raw (non-replayable) ones."""
+    """One message on one channel, ready to write. ``key`` is None for raw (non-replayable) ones.
 
-    __slots__ = ("body", "channel", "frame", "id", "key")
+    ``name`` and ``data`` (compact JSON) are kept for other stream formats (NDJSON), which encode
+    lazily, once per message, into the ``ndjson*`` slots; SSE bytes are built eagerly here.
+    """
 
-    def __init__(self, channel: str, id: str, key: tuple[int, int] | None, body: bytes) -> None:
+    __slots__ = ("body", "channel", "data", "frame", "id", "key", "name", "ndjson", "ndjson_tail")
+
+    def __init__(
+        self, channel: str, id: str, key: tuple[int, int] | None, name: str, data: bytes
+    ) -> None:
         self.channel = channel
         self.id = id
         self.key = key
-        self.body = body
-        self.frame = b"id: " + id.encode() + b"\n" + body
+        self.name = name
+        self.data = data
+        self.body = _body(name, data)
+        self.frame = b"id: " + id.encode() + b"\n" + self.body
+        self.ndjson: bytes | None = None
+        self.ndjson_tail: bytes | None = None
 
 
 def format_frame(id_line: str, body: bytes) -> bytes:
@@ -58,7 +80,7 @@ def durable_event(
             log.warning("dropping message %s on %s: data is not JSON", id, channel)
             return None
         data = canonical
-    return Event(channel, id, key, _body(event, data))
+    return Event(channel, id, key, event, data)
 
 
 def raw_event(channel: str, anchor_id: str, payload: bytes) -> Event | None:
@@ -67,7 +89,7 @@ def raw_event(channel: str, anchor_id: str, payload: bytes) -> Event | None:
     if data is None:
         log.warning("dropping raw message on %s: not valid JSON (%d bytes)", channel, len(payload))
         return None
-    return Event(channel, anchor_id, None, _body("", data))
+    return Event(channel, anchor_id, None, "", data)
 
 
 def _canonical_json(payload: bytes) -> bytes | None:
@@ -75,3 +97,60 @@ def _canonical_json(payload: bytes) -> bytes | None:
         return orjson.dumps(orjson.loads(payload))
     except orjson.JSONDecodeError:
         return None
+
+
+class StreamFormat(Protocol):
+    """How one stream writes what its subscription delivers (SSE, NDJSON). The cursor logic that
+    decides *what* is written lives in the subscription; a format only decides the bytes."""
+
+    media_type: str
+
+    def event(self, event: Event, id_line: str | None) -> bytes:
+        """``id_line`` None means the event's own id (single-channel: the shared, cached bytes)."""
+        ...
+
+    def gap(self, channel: str, reason: str, resumed_at: str, id_line: str) -> bytes: ...
+
+    def passthrough(self, item: bytes) -> bytes:
+        """Bytes the hub pushes to every stream (today only the SSE keepalive comment)."""
+        ...
+
+    def preamble(self, retry_ms: int, position: str) -> bytes: ...
+
+    def farewell(self, reason: str | None) -> bytes: ...
+
+    def unavailable(self, retry_ms: int) -> bytes: ...
+
+
+def farewell_retry_ms() -> int:
+    # Short and jittered: reconnects to the other replicas spread out instead of stampeding.
+    return random.randint(250, 2000)
+
+
+class SseFormat:
+    media_type = "text/event-stream"
+
+    def event(self, event: Event, id_line: str | None) -> bytes:
+        return event.frame if id_line is None else format_frame(id_line, event.body)
+
+    def gap(self, channel: str, reason: str, resumed_at: str, id_line: str) -> bytes:
+        data = orjson.dumps({"channel": channel, "reason": reason, "resumed_at": resumed_at})
+        return format_frame(id_line, b"event: " + GAP_EVENT.encode() + b"\ndata: " + data + b"\n\n")
+
+    def passthrough(self, item: bytes) -> bytes:
+        return item
+
+    def preamble(self, retry_ms: int, position: str) -> bytes:
+        # An id-only frame: sets the browser's lastEventId without dispatching anything.
+        return b"retry: %d\nid: %s\n\n" % (retry_ms, position.encode())
+
+    def farewell(self, reason: str | None) -> bytes:
+        if reason == "shutdown":
+            return b"retry: %d\n\n" % farewell_retry_ms()
+        return b": closed (%s)\n\n" % (reason or "closed").encode()
+
+    def unavailable(self, retry_ms: int) -> bytes:
+        return b"retry: %d\n\n" % retry_ms
+
+
+SSE = SseFormat()

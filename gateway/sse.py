@@ -13,8 +13,9 @@ Divergences from sse-starlette's defaults, on purpose:
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import random
+import time
 from collections.abc import AsyncIterator
 
 from sse_starlette.sse import EventSourceResponse
@@ -22,8 +23,11 @@ from sse_starlette.sse import EventSourceResponse
 from gateway.broker.base import Broker
 from gateway.cursor import parse_last_event_id
 from gateway.errors import BrokerUnavailable
-from gateway.events import durable_event
+from gateway.events import SSE, durable_event
 from gateway.hub import Hub
+from gateway.limits import StreamResponse
+from gateway.metrics import EVENTS_REPLAYED, RESUMES
+from gateway.ndjson import NDJSON, wants_ndjson
 from gateway.replay import read_missed
 from gateway.settings import Settings
 from gateway.subscription import Gap, Item, Subscription
@@ -38,18 +42,29 @@ class StreamPlan:
     """Where a new stream starts: the live head of each channel when it joined, the positions to
     replay from, and the gaps to report before anything else."""
 
-    __slots__ = ("gaps", "heads", "resume")
+    __slots__ = ("expiry", "gaps", "heads", "resume")
 
     def __init__(self) -> None:
         self.heads: dict[str, str] = {}
         self.resume: dict[str, str] = {}
         self.gaps: list[Gap] = []
+        self.expiry: asyncio.TimerHandle | None = None
 
 
 async def open_stream(
-    hub: Hub, channels: tuple[str, ...], last_event_id: str | None, settings: Settings
+    hub: Hub,
+    channels: tuple[str, ...],
+    last_event_id: str | None,
+    settings: Settings,
+    accept: str | None = None,
+    *,
+    expires_at: float | None = None,
 ) -> EventSourceResponse:
-    """Join the hub at the client's positions; answer with the stream. Raises BrokerUnavailable."""
+    """Join the hub at the client's positions; answer with the stream. Raises BrokerUnavailable.
+
+    ``Accept: application/x-ndjson`` gets the same stream as NDJSON lines (:mod:`gateway.ndjson`).
+    """
+    renderer = NDJSON if wants_ndjson(accept) else SSE
     parsed = parse_last_event_id(last_event_id, channels)
     plan = StreamPlan()
     plan.resume = dict(parsed.positions)
@@ -62,25 +77,35 @@ async def open_stream(
             positions,
             max_messages=settings.subscriber_buffer_messages,
             max_bytes=settings.subscriber_buffer_bytes,
+            renderer=renderer,
         )
 
     subscription = await hub.join(channels, make_subscription)
+    if expires_at is not None:
+        plan.expiry = _close_at(subscription, expires_at)
     if parsed.malformed:
+        RESUMES.labels("malformed").inc()
         plan.gaps = [Gap(channel, "malformed", plan.heads[channel]) for channel in channels]
-    return EventSourceResponse(
+    response = StreamResponse(
         _stream(hub, subscription, plan, settings),
+        channels=len(channels),
+        media_type=renderer.media_type,
         ping=0,
         send_timeout=settings.send_timeout,
         shutdown_grace_period=settings.drain_window + 1.0,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+    # Also when the body never starts (HEAD): the generator's own finally would not run then.
+    response.on_close.append(lambda: hub.leave(subscription))
+    response.close_reason = lambda: subscription.close_reason
+    return response
 
 
 async def _stream(
     hub: Hub, subscription: Subscription, plan: StreamPlan, settings: Settings
 ) -> AsyncIterator[bytes]:
     try:
-        yield b"retry: %d\nid: %s\n\n" % (settings.retry_ms, subscription.position.encode())
+        yield subscription.renderer.preamble(settings.retry_ms, subscription.position)
         if plan.gaps:
             yield subscription.render(list(plan.gaps))
         for channel, after in plan.resume.items():
@@ -89,11 +114,15 @@ async def _stream(
                 yield chunk
         async for chunk in subscription.chunks():
             yield chunk
-        yield _farewell(subscription.close_reason)
+        if subscription.close_reason == "expired":
+            yield subscription.renderer.unavailable(settings.retry_ms)  # reconnect, new token
+        yield subscription.renderer.farewell(subscription.close_reason)
     except BrokerUnavailable as exc:
         log.warning("ending stream: %s", exc)
-        yield b"retry: %d\n\n" % settings.retry_ms
+        yield subscription.renderer.unavailable(settings.retry_ms)
     finally:
+        if plan.expiry is not None:
+            plan.expiry.cancel()
         hub.leave(subscription)
 
 
@@ -106,6 +135,8 @@ async def _replay(
     settings: Settings,
 ) -> AsyncIterator[bytes]:
     replay = await read_missed(broker, channel, after, head, settings.replay_max)
+    RESUMES.labels(replay.gap or "resumed").inc()
+    EVENTS_REPLAYED.inc(len(replay.entries))
     items: list[Item] = []
     if replay.gap is not None and replay.reset_to is not None:
         items.append(Gap(channel, replay.gap, replay.reset_to))
@@ -121,8 +152,8 @@ async def _replay(
         yield subscription.render(items)
 
 
-def _farewell(reason: str | None) -> bytes:
-    if reason == "shutdown":
-        # Short and jittered: reconnects to the other replicas spread out instead of stampeding.
-        return b"retry: %d\n\n" % random.randint(250, 2000)
-    return b": closed (%s)\n\n" % (reason or "closed").encode()
+def _close_at(subscription: Subscription, expires_at: float) -> asyncio.TimerHandle:
+    """The token's rights end at its ``exp``: close the stream then. One timer per stream, set
+    once, so nothing is checked per message."""
+    delay = max(0.0, expires_at - time.time())
+    return asyncio.get_running_loop().call_later(delay, subscription.close, "expired")

@@ -19,10 +19,8 @@ from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-import orjson
-
 from gateway.cursor import format_vector
-from gateway.events import GAP_EVENT, Event, format_frame
+from gateway.events import SSE, Event, StreamFormat
 from publisher.wire import parse_stream_id
 
 __all__ = ["Gap", "Subscription"]
@@ -53,6 +51,7 @@ class Subscription:
         "max_bytes",
         "max_messages",
         "multi",
+        "renderer",
     )
 
     def __init__(
@@ -62,8 +61,10 @@ class Subscription:
         *,
         max_messages: int,
         max_bytes: int,
+        renderer: StreamFormat = SSE,
     ) -> None:
         self.channels = channels
+        self.renderer = renderer  # the bytes (SSE or NDJSON); the cursor logic is ours
         self.multi = len(channels) > 1
         self.ids: dict[str, str] = {}
         self._keys: dict[str, tuple[int, int]] = {}
@@ -150,7 +151,7 @@ class Subscription:
             elif isinstance(item, Gap):
                 out.append(self._render_gap(item))
             else:
-                out.append(item)
+                out.append(self.renderer.passthrough(item))
         return b"".join(out)
 
     def _render_event(self, event: Event) -> bytes | None:
@@ -160,18 +161,14 @@ class Subscription:
                 return None  # already delivered by a history replay
             self._keys[channel] = event.key
             self.ids[channel] = event.id
-            return format_frame(self.id_for(channel), event.body) if self.multi else event.frame
+            return self.renderer.event(event, self.id_for(channel) if self.multi else None)
         if not self.multi and self.ids[channel] == event.id:
-            return event.frame
-        return format_frame(self.id_for(channel), event.body)
+            return self.renderer.event(event, None)
+        return self.renderer.event(event, self.id_for(channel))
 
     def _render_gap(self, gap: Gap) -> bytes:
         self.set_position(gap.channel, gap.reset_to)
-        data = orjson.dumps(
-            {"channel": gap.channel, "reason": gap.reason, "resumed_at": gap.reset_to}
-        )
-        body = b"event: " + GAP_EVENT.encode() + b"\ndata: " + data + b"\n\n"
-        return format_frame(self.id_for(gap.channel), body)
+        return self.renderer.gap(gap.channel, gap.reason, gap.reset_to, self.id_for(gap.channel))
 
 
 def _size(item: Item) -> int:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 
 from gateway.api.deps import BrokerDep, HubDep, SettingsDep
+from gateway.auth.http import GrantDep
 from gateway.errors import BrokerUnavailable, ClientError
+from gateway.limits import stream_slot
+from gateway.metrics import CONTENT_TYPE_LATEST, render
 from gateway.publishing import parse_batch, read_body, require_channel
 from gateway.sse import open_stream
 
@@ -27,10 +30,11 @@ async def publish(
     request: Request,
     broker: BrokerDep,
     settings: SettingsDep,
+    grant: GrantDep,
     event: Annotated[str | None, Query(max_length=512)] = None,
 ) -> dict[str, object]:
     """Publish one JSON message (application/json) or a batch (application/x-ndjson)."""
-    require_channel(channel)
+    grant.require("publish", (require_channel(channel),))  # before the body is read
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
     is_batch, batch = parse_batch(
         request.headers.get("content-type"), body, event, settings.max_batch_messages
@@ -39,26 +43,41 @@ async def publish(
     return {"channel": channel, "ids": ids} if is_batch else {"channel": channel, "id": ids[0]}
 
 
-@router.get("/subscribe/{channel}", response_class=EventSourceResponse, tags=["subscribe"])
+@router.get(
+    "/subscribe/{channel}",
+    response_class=EventSourceResponse,
+    tags=["subscribe"],
+    dependencies=[Depends(stream_slot)],  # at most max_connections streams per process
+)
 async def subscribe_one(
     channel: ChannelPath,
     hub: HubDep,
     settings: SettingsDep,
+    grant: GrantDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
+    accept: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
-    """One channel as text/event-stream; resumes from Last-Event-ID (header wins over query)."""
+    """One channel as text/event-stream (or NDJSON lines for ``Accept: application/x-ndjson``);
+    resumes from Last-Event-ID (header wins over query)."""
     channels = (require_channel(channel),)
-    return await _open(hub, settings, channels, last_event_id or last_event_id_query)
+    return await _open(hub, settings, grant, channels, last_event_id or last_event_id_query, accept)
 
 
-@router.get("/subscribe", response_class=EventSourceResponse, tags=["subscribe"])
+@router.get(
+    "/subscribe",
+    response_class=EventSourceResponse,
+    tags=["subscribe"],
+    dependencies=[Depends(stream_slot)],
+)
 async def subscribe_many(
     hub: HubDep,
     settings: SettingsDep,
+    grant: GrantDep,
     channel: Annotated[list[str], Query()] = [],  # noqa: B006 - FastAPI copies defaults
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
+    accept: Annotated[str | None, Header()] = None,
 ) -> EventSourceResponse:
     """Several channels on one stream: ``?channel=a&channel=b``."""
     channels = tuple(dict.fromkeys(channel))  # de-duplicated, order kept
@@ -72,15 +91,32 @@ async def subscribe_many(
         )
     for name in channels:
         require_channel(name)
-    return await _open(hub, settings, channels, last_event_id or last_event_id_query)
+    return await _open(hub, settings, grant, channels, last_event_id or last_event_id_query, accept)
 
 
 async def _open(
-    hub: HubDep, settings: SettingsDep, channels: tuple[str, ...], last_event_id: str | None
+    hub: HubDep,
+    settings: SettingsDep,
+    grant: GrantDep,
+    channels: tuple[str, ...],
+    last_event_id: str | None,
+    accept: str | None,
 ) -> EventSourceResponse:
+    # Rights are checked before joining, so a resume replays only channels this token may read.
+    grant.require("subscribe", channels)
     if hub.draining:
         raise BrokerUnavailable("this gateway is shutting down; reconnect to another replica", 1)
-    return await open_stream(hub, channels, last_event_id, settings)
+    return await open_stream(
+        hub, channels, last_event_id, settings, accept, expires_at=grant.expires_at
+    )
+
+
+@router.get("/metrics", tags=["ops"])
+async def metrics(request: Request, settings: SettingsDep) -> Response:
+    """Prometheus metrics of every worker of this process group (docs/observability.md)."""
+    if not settings.metrics_enabled:
+        raise ClientError(404, "not_found", "metrics are disabled (GATEWAY_METRICS_ENABLED)")
+    return Response(render(request.state.sampler.sample), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", tags=["ops"])
