@@ -27,7 +27,8 @@ class Scale:
     s1_subs: int = 1000
     s1_seconds: float = 10.0
     s1_max_messages: int = 100_000
-    s1_window: int = 100
+    s1_window: int = 20  # messages published but not yet delivered to every subscriber
+    s1_sample_mask: int = 15  # latency of 1 message in 16: keeps the client lean
     s2_subs: int = 2000
     s3_subs: int = 5000
     s4_channels: int = 1000
@@ -48,6 +49,7 @@ class Scale:
             s1_seconds=3.0,
             s1_max_messages=200,
             s1_window=50,
+            s1_sample_mask=0,
             s2_subs=50,
             s3_subs=50,
             s4_channels=10,
@@ -107,16 +109,17 @@ def _drain(pool: WorkerPool, target: int, limit: float) -> None:
 def fanout(
     server: Server, scale: Scale, *, tag: str, channels: list[str], subs_per_channel: int,
     mode: str, rate: float, seconds: float, max_messages: int, window: int = 0,
-    batch: int = 1, concurrency: int = 4,
+    batch: int = 1, concurrency: int = 4, sample_mask: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Subscribers on ``channels``, one publisher, then count and time what arrived."""
     subs = [
         (server.sub_path.format(ch=ch), i) for i, ch in enumerate(channels)
         for _ in range(subs_per_channel)
     ]  # fmt: skip
-    with WorkerPool(
-        "127.0.0.1", server.port, subs, scale.client_procs, scale.ready_timeout
-    ) as pool:
+    pool = WorkerPool(
+        "127.0.0.1", server.port, subs, scale.client_procs, scale.ready_timeout, sample_mask
+    )
+    with pool:
         ready = _merge(pool.wait_ready())
         connected = sum(ready["subs_per_channel"].values())
         time.sleep(0.2)  # let the last subscriptions settle at the server
@@ -156,6 +159,7 @@ def fanout(
         "subscriber_error": stats.error_sample,
         "server_cpu_s": cpu,
         "wall_s": t1 - t0,
+        "server_cpu_pct": 100 * cpu / (t1 - t0),
         "deliveries_per_cpu_s": delivered / cpu if cpu > 0 else None,
         "deliveries_per_s": delivered / (t1 - t0),
         "publish_rate": sum(published) / pub["seconds"] if pub.get("seconds") else None,
@@ -169,7 +173,7 @@ def s1_saturation(server: Server, scale: Scale) -> dict[str, Any]:
         server, scale, tag="s1", channels=["s1"], subs_per_channel=scale.s1_subs,
         mode=server.fanout_publish, rate=0.0, seconds=scale.s1_seconds,
         max_messages=scale.s1_max_messages, window=scale.s1_window, batch=batch,
-        concurrency=concurrency,
+        concurrency=concurrency, sample_mask=scale.s1_sample_mask,
     )  # fmt: skip
 
 

@@ -31,6 +31,7 @@ class Plan:
     subs: list[tuple[str, int]]  # (path, channel index)
     start_ns: int
     ready_timeout: float
+    sample_mask: int = 0  # record the latency of messages whose seq & mask == 0
 
 
 class Worker:
@@ -39,6 +40,7 @@ class Worker:
         self.slot = slot
         self.progress = progress
         self.stats = WorkerStats()
+        self.sample_mask = plan.sample_mask
         self.subs: list[Subscriber] = []
         self.pending = len(plan.subs)
         self.all_ready = asyncio.get_running_loop().create_future()
@@ -154,7 +156,13 @@ class WorkerPool:
     """Fork ``procs`` workers, split ``subs`` round-robin between them; context-managed."""
 
     def __init__(
-        self, host: str, port: int, subs: list[tuple[str, int]], procs: int, ready_timeout: float
+        self,
+        host: str,
+        port: int,
+        subs: list[tuple[str, int]],
+        procs: int,
+        ready_timeout: float,
+        sample_mask: int = 0,
     ) -> None:
         ctx = mp.get_context("fork")
         procs = max(1, min(procs, len(subs) or 1))
@@ -164,7 +172,7 @@ class WorkerPool:
         self.pipes: list[Connection] = []
         self.procs: list[Any] = []
         for i in range(procs):
-            plan = Plan(host, port, subs[i::procs], start, ready_timeout)
+            plan = Plan(host, port, subs[i::procs], start, ready_timeout, sample_mask)
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=worker_main, args=(plan, i, self.progress, child))
             proc.daemon = True
