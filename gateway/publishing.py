@@ -20,13 +20,19 @@ JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
 
+# Redis names its own pub/sub channels "__...": __keyspace@0__:*, __redis__:invalidate,
+# __sentinel__:hello (Sentinel's gossip: addresses and run ids). The naming rule already keeps
+# out the ones with "@"; this keeps out the rest, whatever Redis adds later.
+RESERVED_CHANNEL_PREFIX = "__"
+
+
 def require_channel(name: str) -> str:
-    if not is_valid_channel(name):
+    if not is_valid_channel(name) or name.startswith(RESERVED_CHANNEL_PREFIX):
         raise ClientError(
             400,
             "invalid_channel",
             f"invalid channel name {name[:200]!r}: use 1-128 letters, digits or '_-.:', "
-            "starting with a letter, digit or '_'",
+            "starting with a letter, digit or '_' (names starting with '__' are Redis' own)",
         )
     return name
 
