@@ -23,7 +23,11 @@ from gateway.auth.http import install_auth_error_handler
 from gateway.broker import create_broker
 from gateway.cors import install_cors
 from gateway.hub import Hub
+from gateway.limits import StreamSlots
+from gateway.logs import RequestIdMiddleware
+from gateway.metrics import Sampler, mark_worker_exited
 from gateway.settings import Settings
+from gateway.shutdown import DrainOnSignal
 
 __all__ = ["create_app"]
 
@@ -42,20 +46,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         await broker.start()
         _announce(settings)
+        slots = StreamSlots(settings.max_connections)
+        sampler = Sampler(hub, broker, slots)
+        drain = DrainOnSignal(hub, settings.drain_window)
+        drain.install()
         for level, line in authenticator.describe():
             log.log(level, line)
         duties = [
             asyncio.create_task(hub.run_heartbeat(settings.keepalive_interval), name="heartbeat"),
             asyncio.create_task(_watch_for_shutdown(hub, settings), name="shutdown-watch"),
+            asyncio.create_task(sampler.run(), name="metrics-sampler"),
         ]
+        ops = {"slots": slots, "sampler": sampler}
         try:
-            yield {"settings": settings, "hub": hub, "broker": broker, "auth": authenticator}
+            yield {"settings": settings, "hub": hub, "broker": broker, **ops, "auth": authenticator}
         finally:
+            await drain.close()
             for task in duties:
                 task.cancel()
             await asyncio.gather(*duties, return_exceptions=True)
             await hub.close()
             await broker.close()
+            mark_worker_exited()
 
     app = FastAPI(
         title="SSE Gateway",
@@ -66,16 +78,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_auth_error_handler(app)
     install_cors(app, settings)
+    app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
     return app
 
 
 async def _watch_for_shutdown(hub: Hub, settings: Settings) -> None:
-    """Start draining as soon as the server was asked to exit (SIGTERM/SIGINT).
-
-    sse-starlette hooks uvicorn's exit handler and raises ``AppStatus.should_exit``; uvicorn then
-    waits up to its graceful timeout for open responses, which is the window we drain in.
-    """
+    """Backstop for :mod:`gateway.shutdown`: drain when anything else set sse-starlette's
+    ``AppStatus.should_exit`` (no signal handler of ours installed, e.g. an embedding server)."""
     while not AppStatus.should_exit:  # noqa: ASYNC110 - a flag set from a signal handler
         await asyncio.sleep(0.1)
     log.info(

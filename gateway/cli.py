@@ -7,13 +7,17 @@ Flags override ``GATEWAY_*`` variables. They are written back into the environme
 from __future__ import annotations
 
 import argparse
-import logging
 import os
+import socket
 import sys
 
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
+from gateway.logs import logging_config
+from gateway.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from gateway.settings import Settings
 
 FLAGS = ("host", "port", "redis_url", "workers", "log_level")
@@ -42,19 +46,50 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"sse-gateway: invalid settings:\n{exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    uvicorn.run(
+    metrics_dir = prepare_multiprocess_dir(settings.workers)
+    try:
+        return serve(settings)
+    finally:
+        remove_multiprocess_dir(metrics_dir)
+
+
+def serve(settings: Settings) -> int:
+    """``uvicorn.run`` spelled out, because we bind the listening socket ourselves: accepted
+    connections inherit its TCP_USER_TIMEOUT (see :func:`_listen`)."""
+    config = uvicorn.Config(
         "gateway.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
+        log_config=logging_config(settings.log_level, settings.log_format),
         log_level=settings.log_level,
-        timeout_graceful_shutdown=int(settings.graceful_timeout),
+        # Our drain runs before uvicorn's shutdown starts (gateway.shutdown), so uvicorn only
+        # needs what is left of the budget.
+        timeout_graceful_shutdown=max(1, int(settings.graceful_timeout - settings.drain_window)),
         access_log=False,
         lifespan="on",
     )
-    return 0
+    sock = _listen(config, settings)
+    if settings.workers > 1:
+        Multiprocess(config, sockets=[sock]).run()
+        return 0
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0 if server.started else STARTUP_FAILURE
+
+
+def _listen(config: uvicorn.Config, settings: Settings) -> socket.socket:
+    """The listening socket, with a kernel-level write deadline for every accepted connection.
+
+    A peer that vanished without a FIN, or stopped reading, leaves our writes unacknowledged. The
+    stream's own send timeout ends the response, but the connection's unsent bytes would keep
+    the socket (and uvicorn's shutdown) waiting for ever; TCP_USER_TIMEOUT makes the kernel drop
+    it. Twice the send timeout, so the application's own timeout normally acts first.
+    """
+    sock = config.bind_socket()
+    if hasattr(socket, "TCP_USER_TIMEOUT") and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(settings.send_timeout * 2000)
+        )
+    return sock

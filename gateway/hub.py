@@ -22,6 +22,7 @@ from typing import Any
 from gateway.broker.base import Broker, HistoryEntry
 from gateway.errors import BrokerUnavailable
 from gateway.events import Event, durable_event, raw_event
+from gateway.metrics import RECOVERIES, TALLY, observe_delivery_lag
 from gateway.subscription import Gap, Subscription
 from publisher.wire import ZERO_ID, decode_envelope, parse_stream_id
 
@@ -174,6 +175,7 @@ class Hub:
         state = self._channels.get(channel)
         if state is None:
             return
+        TALLY.received += 1
         if state.pending is None:
             self._process(state, payload)
         elif len(state.pending) < PENDING_MAX:
@@ -201,8 +203,10 @@ class Hub:
         event = durable_event(state.name, envelope.id, key, envelope.event, envelope.data)
         if event is not None:
             self._fanout(state, event)
+            observe_delivery_lag(envelope.id)
 
     def _fanout(self, state: ChannelState, event: Event) -> None:
+        TALLY.delivered += len(state.subscribers)  # a plain int: no metric call per subscriber
         for subscription in state.subscribers:
             subscription.push(event)
 
@@ -263,6 +267,8 @@ class Hub:
             self._announce_gap(state, entries[0].prev)
         elif head is not None and head != state.last_id:
             self._announce_gap(state, head)  # the stream went back in time (lost or replaced)
+        else:
+            RECOVERIES.labels("recovered").inc()
         for entry in entries:
             key = parse_stream_id(entry.id)
             if key is None or key <= state.last_key:
@@ -276,6 +282,7 @@ class Hub:
         log.warning(
             "channel %s: history no longer covers %s; gap signalled", state.name, state.last_id
         )
+        RECOVERIES.labels("gap").inc()
         state.advance(reset_to, parse_stream_id(reset_to) or (0, 0))
         gap = Gap(state.name, "truncated", reset_to)
         for subscription in state.subscribers:

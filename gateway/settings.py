@@ -64,6 +64,17 @@ class Settings(BaseSettings):
     graceful_timeout: float = Field(10.0, gt=0, description="uvicorn's graceful shutdown limit")
 
     # -- faults, limits and observability --------------------------------------------------
+    max_connections: int = Field(
+        10_000, ge=1, description="open streams per process; past it 503 + Retry-After"
+    )
+    redis_timeout: float = Field(
+        2.0, gt=0, description="seconds a Redis command may take before publish answers 503"
+    )
+    redis_ping_interval: float = Field(
+        5.0, gt=0, description="pub/sub PING period; 3 unanswered periods drop the connection"
+    )
+    log_format: str = Field("json", pattern="^(json|text)$", description="json or text")
+    metrics_enabled: bool = Field(True, description="serve Prometheus metrics on GET /metrics")
 
     # -- auth, CORS and hostile input -------------------------------------------------------
     # Exactly one key source turns auth on; none leaves it off (everything open, the dev default).

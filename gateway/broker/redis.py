@@ -19,6 +19,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ import redis.exceptions
 
 from gateway.broker.base import BrokerHandler, HistoryEntry
 from gateway.errors import BrokerUnavailable
+from gateway.metrics import MESSAGES_PUBLISHED, PUBLISH_SECONDS, REDIS_RECONNECTS
 from publisher.client import AsyncPublisher
 from publisher.errors import PublishError
 from publisher.wire import ZERO_ID, HistoryLimits, stream_key
@@ -140,6 +142,7 @@ class RedisBroker:
             log.info("redis pub/sub connected")
             return
         self.reconnects += 1
+        REDIS_RECONNECTS.inc()
         log.info("redis pub/sub reconnected (reconnect #%d)", self.reconnects)
         if self._handler is not None:
             self._recovery = asyncio.create_task(self._handler.on_reconnected(), name="recover")
@@ -259,10 +262,14 @@ class RedisBroker:
         return raw[0][0].decode() if raw else ZERO_ID
 
     async def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+        started = time.perf_counter()
         try:
-            return await self._publisher.publish_encoded(channel, batch)
+            ids = await self._publisher.publish_encoded(channel, batch)
         except PublishError as exc:
             raise BrokerUnavailable(str(exc)) from exc
+        PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        MESSAGES_PUBLISHED.inc(len(ids))
+        return ids
 
     async def ping(self) -> bool:
         try:
