@@ -54,11 +54,11 @@ def gateway_app() -> Any:
     return create_app(Settings())
 
 
-def app_serves(path: str) -> bool:
-    """Would the app route `GET path` to something? Asks the router, without starting the app."""
+def app_serves(path: str, method: str = "GET") -> bool:
+    """Would the app route the request to something? Asks the router, without starting the app."""
     from starlette.routing import Match
 
-    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
+    scope = {"type": "http", "method": method, "path": path, "root_path": "", "headers": []}
     return any(route.matches(scope)[0] == Match.FULL for route in gateway_app().routes)
 
 
@@ -124,6 +124,18 @@ def test_service_and_ingress_reach_the_http_port(objects: list[Obj]) -> None:
             backend = path["backend"]["service"]
             assert backend["name"] == service["metadata"]["name"]
             assert backend["port"] in ({"name": port["name"]}, {"number": port["port"]})
+
+
+def test_ingress_exposes_the_client_api_and_nothing_else(objects: list[Obj]) -> None:
+    paths = [p for r in find(objects, "Ingress")["spec"]["rules"] for p in r["http"]["paths"]]
+    assert {(p["path"], p["pathType"]) for p in paths} == {
+        ("/subscribe", "Prefix"),
+        ("/publish", "Prefix"),
+    }
+    assert app_serves("/subscribe/news") and app_serves("/subscribe")
+    assert app_serves("/publish/news", "POST")
+    for internal in ("/metrics", "/healthz", "/readyz", "/docs", "/openapi.json"):
+        assert not any(internal.startswith(p["path"]) for p in paths), internal
 
 
 def test_servicemonitor_selects_the_service(rendered: dict[str, list[Obj]]) -> None:
