@@ -1,0 +1,129 @@
+"""The hub on the real broker code over fakeredis: fan-out, upstream lifecycle, recovery, gaps."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from gateway.hub import Hub
+from gateway.subscription import Subscription
+from publisher.wire import stream_key
+
+
+def _factory(channels, **limits):
+    limits = {"max_messages": 1000, "max_bytes": 1 << 20, **limits}
+    return lambda heads: Subscription(channels, heads, **limits)
+
+
+async def _drain(sub: Subscription, timeout: float = 1.0) -> list[bytes]:
+    """Everything the subscription has to say within ``timeout``, as separate frames."""
+    frames: list[bytes] = []
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in sub.chunks():
+                frames.extend(f + b"\n\n" for f in chunk.split(b"\n\n") if f)
+    except TimeoutError:
+        pass
+    return frames
+
+
+def _data(frames: list[bytes]) -> list[object]:
+    return [
+        orjson.loads(line[6:])
+        for frame in frames
+        for line in frame.split(b"\n")
+        if line.startswith(b"data: ") and b"event: gateway.gap" not in frame
+    ]
+
+
+async def test_fan_out_to_every_local_subscriber_with_one_upstream(hub, publisher, redis_client):
+    subs = [await hub.join(("orders",), _factory(("orders",))) for _ in range(3)]
+    assert (await redis_client.pubsub_numsub("orders")) == [(b"orders", 1)]
+    await publisher.publish("orders", {"n": 1})
+    for sub in subs:
+        assert _data(await _drain(sub, 0.3)) == [{"n": 1}]
+
+
+async def test_last_leave_drops_the_upstream_subscription(hub, redis_client):
+    a = await hub.join(("c",), _factory(("c",)))
+    b = await hub.join(("c",), _factory(("c",)))
+    hub.leave(a)
+    await asyncio.sleep(0.15)
+    assert (await redis_client.pubsub_numsub("c")) == [(b"c", 1)]
+    hub.leave(b)
+    await asyncio.sleep(0.15)
+    assert (await redis_client.pubsub_numsub("c")) == [(b"c", 0)]
+    assert hub.channel_count() == 0
+
+
+async def test_rejoin_within_the_delay_keeps_the_upstream(hub, redis_client):
+    hub.leave(await hub.join(("k",), _factory(("k",))))
+    again = await hub.join(("k",), _factory(("k",)))
+    await asyncio.sleep(0.15)
+    assert (await redis_client.pubsub_numsub("k")) == [(b"k", 1)]
+    hub.leave(again)
+
+
+async def test_join_starts_at_the_channel_head(hub, publisher):
+    ids = await publisher.publish_many("h", [1, 2])
+    sub = await hub.join(("h",), _factory(("h",)))
+    assert sub.ids["h"] == ids[-1]
+
+
+async def test_a_missed_announcement_is_recovered_from_history(hub, publisher, redis_client):
+    sub = await hub.join(("r",), _factory(("r",)))
+    await publisher.publish("r", {"n": 1})
+    # Written to history without an announcement, as if pub/sub had dropped it.
+    key = stream_key("r")
+    prev = (await redis_client.xrevrange(key, count=1))[0][0].decode()
+    await redis_client.xadd(key, {"p": prev, "e": "", "d": b'{"n":2}'})
+    await publisher.publish("r", {"n": 3})
+    assert _data(await _drain(sub, 0.3)) == [{"n": 1}, {"n": 2}, {"n": 3}]
+
+
+async def test_history_that_no_longer_covers_the_hole_is_signalled(hub, publisher, redis_client):
+    sub = await hub.join(("g",), _factory(("g",)))
+    await publisher.publish("g", {"n": 1})
+    await redis_client.delete(stream_key("g"))  # history lost (e.g. Redis restarted empty)
+    await publisher.publish("g", {"n": 2})
+    frames = await _drain(sub, 0.3)
+    assert any(b"event: gateway.gap" in f for f in frames)
+    assert _data(frames) == [{"n": 1}, {"n": 2}]
+
+
+async def test_reconnect_recovers_everything_published_meanwhile(hub, broker, publisher):
+    sub = await hub.join(("rc",), _factory(("rc",)))
+    await publisher.publish("rc", {"n": 0})
+    broker.unsubscribe("rc")  # simulate the feed going quiet while Redis keeps taking writes
+    await asyncio.sleep(0.05)
+    await publisher.publish_many("rc", [{"n": n} for n in range(1, 6)])
+    await hub.on_reconnected()
+    await asyncio.sleep(0.1)
+    await publisher.publish("rc", {"n": 6})
+    assert _data(await _drain(sub, 0.3)) == [{"n": n} for n in range(7)]
+
+
+async def test_raw_publish_reaches_subscribers(hub, redis_client):
+    sub = await hub.join(("raw",), _factory(("raw",)))
+    await redis_client.publish("raw", b'{"plain":\n true}')
+    await redis_client.publish("raw", b"not json")
+    frames = await _drain(sub, 0.3)
+    assert frames == [b'id: 0-0\ndata: {"plain":true}\n\n']
+
+
+async def test_keepalives_go_only_to_idle_streams(broker):
+    hub = Hub(broker, unsubscribe_delay=0.05, replay_max=100)
+    sub = await hub.join(("ka",), _factory(("ka",)))
+    beat = asyncio.create_task(hub.run_heartbeat(0.05))
+    frames = await _drain(sub, 0.2)
+    beat.cancel()
+    await hub.close()
+    assert frames and all(f == b": keepalive\n\n" for f in frames)
+
+
+async def test_drain_closes_every_stream_within_the_window(hub):
+    subs = [await hub.join(("d",), _factory(("d",))) for _ in range(5)]
+    hub.drain(0.1)
+    await asyncio.sleep(0.2)
+    assert all(s.close_reason == "shutdown" for s in subs) and hub.draining
