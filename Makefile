@@ -1,9 +1,9 @@
 # Every target is a script under scripts/, so CI and the README run exactly the same thing.
 .PHONY: run test lint fmt
 run:
-	./scripts/run.sh
+	./scripts/run.sh $(ARGS)
 test:
-	./scripts/test.sh
+	./scripts/test.sh $(ARGS)
 lint:
 	./scripts/lint.sh
 fmt:

@@ -25,18 +25,20 @@ class Settings(BaseSettings):
     )
 
     # Server
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    workers: int = Field(1, ge=1, le=256)
-    log_level: str = "info"
+    host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in a container)")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP port")
+    workers: int = Field(1, ge=1, le=256, description="worker processes (needs a Redis URL)")
+    log_level: str = Field("info", description="debug, info, warning or error")
 
     # Store: no URL means the embedded store (fakeredis, one process).
-    redis_url: str | None = None
-    key_prefix: str = DEFAULT_KEY_PREFIX
-    pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX
+    redis_url: str | None = Field(None, description="unset: embedded in-process store")
+    key_prefix: str = Field(DEFAULT_KEY_PREFIX, description="prefix of history stream keys")
+    pubsub_prefix: str = Field(
+        DEFAULT_PUBSUB_PREFIX, description="pub/sub name of channel C is <prefix>C"
+    )
 
     # History (must match what producers writing straight to Redis use).
-    history_max_len: int = Field(1000, ge=1)
+    history_max_len: int = Field(1000, ge=1, description="entries kept per channel (approx.)")
     history_max_age: float = Field(3600.0, ge=0, description="seconds; 0 keeps by length only")
     history_ttl: float = Field(
         86400.0, ge=0, description="seconds of silence before a channel's history is dropped"
@@ -46,17 +48,21 @@ class Settings(BaseSettings):
     # Streams
     retry_ms: int = Field(3000, ge=0, description="the retry: hint sent at stream start")
     keepalive_interval: float = Field(15.0, gt=0, description="seconds between comment keepalives")
-    max_channels_per_stream: int = Field(32, ge=1)
-    subscriber_buffer_messages: int = Field(1000, ge=1)
-    subscriber_buffer_bytes: int = Field(1 << 20, ge=1024)
+    max_channels_per_stream: int = Field(32, ge=1, description="channels on one stream")
+    subscriber_buffer_messages: int = Field(
+        1000, ge=1, description="events queued for one client before it is cut loose"
+    )
+    subscriber_buffer_bytes: int = Field(
+        1 << 20, ge=1024, description="bytes queued for one client before it is cut loose"
+    )
     send_timeout: float = Field(
         10.0, gt=0, description="a write blocked this long drops the client"
     )
     unsubscribe_delay: float = Field(1.0, ge=0, description="re-check before the last UNSUBSCRIBE")
 
     # Publishing
-    max_body_bytes: int = Field(1 << 20, ge=1)
-    max_batch_messages: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(1 << 20, ge=1, description="largest publish request body")
+    max_batch_messages: int = Field(1000, ge=1, description="most messages in one NDJSON publish")
     body_timeout: float = Field(10.0, gt=0, description="seconds to receive a whole request body")
 
     # Shutdown: drain_window < graceful_timeout < terminationGracePeriodSeconds - preStop.
