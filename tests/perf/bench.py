@@ -66,9 +66,15 @@ def _derive(scenario: str, figures: dict[str, Any]) -> None:
         )
 
 
-def run(servers: list[str], scenarios: list[str], scale: Scale, extra: dict[str, list[str]]):
+def run(
+    servers: list[str],
+    scenarios: list[str],
+    scale: Scale,
+    extra: dict[str, list[str]],
+    log_dir: Path | None = None,
+) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
-    launcher = Launcher()
+    launcher = Launcher(log_dir)
     try:
         for name in servers:
             results[name] = {}
@@ -123,6 +129,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scenarios", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--time-limit", type=float, help="hard wall-clock limit, seconds")
+    parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here")
     for f in fields(Scale):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)
     parser.add_argument(
@@ -159,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"servers: {servers}; scenarios: {scenarios}; fd limit {nofile}; cpus {os.cpu_count()}")
     started = time.monotonic()
     try:
-        results = run(servers, scenarios, scale, extra)
+        results = run(servers, scenarios, scale, extra, args.log_dir)
     finally:
         signal.alarm(0)
     print(f"\n## Results ({time.monotonic() - started:.0f} s)\n")

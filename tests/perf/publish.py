@@ -125,7 +125,7 @@ class Http(Sender):
         head = await self.reader.readuntil(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = lines[0].split(b" ", 2)[1]
-        size, chunked = 0, False
+        size, chunked, close = 0, False, False
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
@@ -133,7 +133,12 @@ class Http(Sender):
                 size = int(value)
             elif name == b"transfer-encoding":
                 chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                close = b"close" in value.lower()
         body = await self._body(size, chunked)
+        if close:  # the server ends keep-alive (nginx after keepalive_requests): reconnect
+            await self.close()
+            await self.open()
         if not status.startswith(b"2"):
             raise RuntimeError(f"HTTP {status.decode()}: {body[:200]!r}")
 

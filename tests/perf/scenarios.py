@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from tests.perf import pyspy
 from tests.perf.publish import PubPlan, start_publisher
 from tests.perf.servers import Server
 from tests.perf.sse_client import WorkerStats
@@ -40,6 +41,7 @@ class Scale:
     s5_batch: int = 100
     ready_timeout: float = 60.0
     drain_timeout: float = 30.0
+    py_spy: str = ""  # a directory: profile Python servers with py-spy during S1 and S4
     settle: float = 1.0  # pause for the server to settle after connections open or close
 
     @classmethod
@@ -129,10 +131,12 @@ def fanout(
             fanout=max(1.0, connected / len(channels)), concurrency=concurrency, batch=batch,
         )  # fmt: skip
         pids = server.pids()
+        profilers = pyspy.start(pids, scale.py_spy, f"{server.name}-{tag}", seconds)
         cpu0, t0 = cpu_seconds(pids), time.monotonic()
         proc, pipe = start_publisher(plan, pool.progress)
         pub = pipe.recv() if pipe.poll(seconds + 60) else {"published": [], "errors": -1}
         proc.join(5)
+        pyspy.finish(profilers)
         published = pub["published"]
         expected = sum(
             published[ch] * n for ch, n in ready["subs_per_channel"].items() if ch < len(published)

@@ -61,6 +61,7 @@ class Launcher:
     def __init__(self, log_dir: Path | None = None) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="sse-bench-"))
         self.log_dir = log_dir or self.dir
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(self, name: str, cmd: list[str], env: dict[str, str] | None = None, **kw: object):
@@ -252,6 +253,7 @@ error_log {base}/nginx-error.log warn;
 events {{ worker_connections 30000; multi_accept on; }}
 http {{
   access_log off;
+  keepalive_requests 10000000;
   client_body_temp_path {base}/client_body;
   proxy_temp_path {base}/proxy;
   fastcgi_temp_path {base}/fastcgi;

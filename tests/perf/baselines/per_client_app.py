@@ -18,7 +18,10 @@ from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 app = FastAPI()
-client = redis.Redis.from_url(os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+# redis-py 8 caps a pool at 100 connections; this pattern needs one per subscriber.
+client = redis.Redis.from_url(
+    os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"), max_connections=100_000
+)
 
 
 @app.post("/publish/{channel}", status_code=202)
