@@ -1,0 +1,5 @@
+import sys
+
+from publisher.bridge.cli import main
+
+sys.exit(main())
