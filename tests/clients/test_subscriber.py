@@ -4,10 +4,12 @@ restarts, replica switches and history truncation, with thousands of messages ch
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import time
 from collections.abc import Callable
 
+import jwt
 import pytest
 
 from publisher import (
@@ -176,3 +178,23 @@ def _next(sub: Subscriber) -> Message | Gap:
     item = next(sub)
     assert isinstance(item, Message | Gap)
     return item
+
+
+def test_bearer_token_is_sent_and_a_refused_one_is_not_retried(
+    redis_server: RedisServer, start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    secret = secrets.token_urlsafe(48)
+    gateway = start_gateway(redis_server.url, env={"GATEWAY_JWT_SECRET": secret})
+    claims = {"sse": {"subscribe": ["cl-auth.*"]}, "exp": int(time.time()) + 600}
+    token = jwt.encode(claims, secret, algorithm="HS256")
+    with Publisher(redis_server.url) as publisher:
+        start = publisher.publish("cl-auth.orders", {"n": 0})
+        with Subscriber(gateway.url, "cl-auth.orders", last_event_id=start, token=token) as sub:
+            publisher.publish("cl-auth.orders", {"n": 1})
+            assert _next(sub).data == {"n": 1}
+    with Subscriber(gateway.url, "cl-auth.orders") as sub, pytest.raises(Rejected) as caught:
+        next(sub)
+    assert caught.value.status == 401
+    with Subscriber(gateway.url, "cl-other", token=token) as sub, pytest.raises(Rejected) as caught:
+        next(sub)
+    assert caught.value.status == 403
