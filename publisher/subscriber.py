@@ -26,7 +26,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
 from contextlib import aclosing
 from typing import Any, Literal
 from urllib.parse import quote, urlencode
@@ -48,6 +48,7 @@ __all__ = ["AsyncSubscriber", "Gap", "Item", "Message", "Subscriber"]
 log = logging.getLogger("publisher.subscriber")
 
 Format = Literal["sse", "ndjson"]
+Token = str | Callable[[], str]  # a callable is asked again on every (re)connect: token refresh
 Decoder = SseDecoder | NdjsonDecoder
 
 
@@ -68,7 +69,7 @@ class _Session:
         channels: str | Sequence[str],
         *,
         last_event_id: str | None,
-        token: str | None,
+        token: Token | None,
         format: Format,
         retry_initial: float,
         retry_max: float,
@@ -107,8 +108,9 @@ class _Session:
         headers = {"accept": accept, "cache-control": "no-store", **self.extra_headers}
         if self.last_event_id:
             headers["last-event-id"] = self.last_event_id
-        if self.token:
-            headers["authorization"] = f"Bearer {self.token}"
+        token = self.token() if callable(self.token) else self.token
+        if token:
+            headers["authorization"] = f"Bearer {token}"
         return headers
 
     def check(self, response: httpx.Response, body: bytes, media_type: str) -> None:
@@ -182,7 +184,7 @@ class Subscriber:
         channels: str | Sequence[str],
         *,
         last_event_id: str | None = None,
-        token: str | None = None,
+        token: Token | None = None,
         format: Format = "sse",
         strict: bool = False,
         retry_initial: float = 1.0,
@@ -266,7 +268,7 @@ class AsyncSubscriber:
         channels: str | Sequence[str],
         *,
         last_event_id: str | None = None,
-        token: str | None = None,
+        token: Token | None = None,
         format: Format = "sse",
         strict: bool = False,
         retry_initial: float = 1.0,

@@ -136,6 +136,12 @@ def test_session_backs_off_with_jitter_rotates_urls_and_honours_the_hint() -> No
     session = _session(["http://one", "http://two/"])
     assert session.url() == "http://one/subscribe?channel=a&channel=b"
     assert session.headers()["authorization"] == "Bearer t0k"
+    tokens = iter(["first", "refreshed"])
+    session.token = lambda: next(tokens)
+    assert [session.headers()["authorization"] for _ in range(2)] == [
+        "Bearer first",
+        "Bearer refreshed",
+    ]
     session.hint = 0.5
     assert 0.5 <= session.delay() <= 0.75  # a clean end: the server's hint, never sooner
     for attempt in range(1, 6):
