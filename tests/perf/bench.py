@@ -163,13 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGALRM, _timeout)
     signal.alarm(int(limit))
     nofile = raise_nofile()
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"servers: {servers}; scenarios: {scenarios}; fd limit {nofile}; cpus {os.cpu_count()}")
+    print(f"load average before: {load} (other work on the machine skews wall-clock figures)")
     started = time.monotonic()
     try:
         results = run(servers, scenarios, scale, extra, args.log_dir)
     finally:
         signal.alarm(0)
-    print(f"\n## Results ({time.monotonic() - started:.0f} s)\n")
+    load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n## Results ({time.monotonic() - started:.0f} s; load average at the end {load})\n")
     print(table(results, scenarios))
     if args.json:
         args.json.write_text(json.dumps({"scale": scale.__dict__, "results": results}, indent=1))

@@ -41,7 +41,7 @@ class Scale:
     s5_batch: int = 100
     ready_timeout: float = 60.0
     drain_timeout: float = 30.0
-    py_spy: str = ""  # a directory: profile Python servers with py-spy during S1 and S4
+    py_spy: str = ""  # a directory: profile Python servers with py-spy in S1, S3, S4, S5
     settle: float = 1.0  # pause for the server to settle after connections open or close
 
     @classmethod
@@ -241,9 +241,11 @@ def s2_idle_memory(server: Server, scale: Scale) -> dict[str, Any]:
 
 
 def s3_connect(server: Server, scale: Scale) -> dict[str, Any]:
+    profilers = pyspy.start(server.pids(), scale.py_spy, f"{server.name}-s3", 10)
     with _open(server, scale, scale.s3_subs, "s3") as pool:
         reports = pool.wait_ready()
         start = pool.start_ns
+        pyspy.finish(profilers)
         pool.stop()
     merged = _merge(reports)
     t_headers = [r["t_last_headers"] for r in reports if r["t_last_headers"]]

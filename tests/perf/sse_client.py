@@ -181,6 +181,7 @@ class Subscriber(asyncio.Protocol):
         self.t_first_byte = 0
         self.transport: asyncio.Transport | None = None
         self.closing = False
+        self.dropped = False  # the server ended the stream before we did
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -262,6 +263,7 @@ class Subscriber(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closing:
+            self.dropped = True
             self.worker.fail(self, "close", repr(exc) if exc else "server closed the stream")
         self.state = CLOSED
         if not self.done.done():

@@ -106,7 +106,7 @@ class Worker:
         connected = 0
         for sub in self.subs:
             distinct[sub.channel] = distinct.get(sub.channel, 0) + sub.distinct
-            if sub.t_first_byte or sub.t_headers:
+            if sub.t_headers and not sub.dropped:
                 per_channel_subs[sub.channel] = per_channel_subs.get(sub.channel, 0) + 1
                 connected += 1
         s = self.stats
