@@ -90,6 +90,11 @@ class Nginx:
                 self.proc.wait(10)
         self.proc = None
 
+    def access_log(self) -> list[str]:
+        """One line per finished request (a stream is logged when it ends)."""
+        path = self.dir / "access.log"
+        return path.read_text(errors="replace").splitlines() if path.exists() else []
+
     def error_log(self) -> str:
         path = self.dir / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""

@@ -109,13 +109,12 @@ async def test_client_receives_and_resumes_across_a_rolling_restart(
         finally:
             await client.close()
     published = sum(p.attempted for p in publishers)
-    print(
-        f"\n[{kind}] published={published} "
-        + " ".join(
-            f"{s.name}:opens={s.opens},requests={len(s.sent_ids)},received={sum(len(r) for r in s.received.values())}"
-            for s in streams
-        )
+    figures = " ".join(
+        f"{s.name}:opens={s.opens},requests={len(s.sent_ids)},"
+        f"received={sum(len(r) for r in s.received.values())}"
+        for s in streams
     )
+    print(f"\n[{kind}] published={published} {figures}")
     assert set(codes) <= CLEAN_EXITS, f"a replica did not exit cleanly on SIGTERM: {codes}"
     assert_ambiguous_only(publishers, cluster)
     assert_exact(client, cluster)

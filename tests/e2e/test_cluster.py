@@ -155,3 +155,34 @@ async def test_sigkill_of_a_replica_under_publishing_loses_and_repeats_nothing(
     cluster: Cluster,
 ) -> None:
     await churn_under_load(cluster, "SIGKILL", lambda: cluster.replace(1, kill=True))
+
+
+async def test_streams_opened_while_a_replica_drains_are_served_by_another(
+    cluster: Cluster,
+) -> None:
+    """A draining replica answers new streams 503, and EventSource never retries a non-200
+    answer: the proxy must (``proxy_next_upstream ... http_503``). Regression for that setting."""
+    channel = f"e2e-drain-{uuid.uuid4().hex[:8]}"
+    victim = cluster.gateways[0]
+    async with make_http() as http:
+        holders = [ResumingSubscriber(http, cluster.url, (channel,)) for _ in range(9)]
+        with running(holders):
+            await connected(holders)  # three on each replica: the drain lasts a while
+            victim.terminate()
+            async with asyncio.timeout(10):  # until it drains: /readyz answers 503
+                while (await http.get(victim.url + "/readyz")).status_code != 503:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            burst = [ResumingSubscriber(http, cluster.url, (channel + "-new",)) for _ in range(12)]
+            with running(burst):
+                await connected(burst)
+        refused = [code for sub in burst for code in sub.refusals]
+    await asyncio.to_thread(victim.wait, 30)
+    await asyncio.to_thread(cluster.replace, 0)  # leave three ready replicas behind
+    await wait_until(lambda: len(lines_for(cluster, channel + "-new")) == 12, 10)
+    log = lines_for(cluster, channel + "-new")
+    assert not refused, f"new streams refused while a replica drained: {refused}"
+    assert any("upstream_status=503, " in line for line in log), "\n".join(log)
+
+
+def lines_for(cluster: Cluster, channel: str) -> list[str]:
+    return [line for line in cluster.proxy.access_log() if f"/subscribe/{channel} " in line]
