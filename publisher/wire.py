@@ -170,6 +170,9 @@ def publish_args(
 
 # KEYS[1] = stream key.  ARGV = pubsub channel, max_len, max_age_ms, ttl_ms, (event, data)...
 # Returns the new ids in order. One call publishes a whole batch atomically, in one round trip.
+# Length trimming is approximate (~: Redis drops whole nodes, so up to ~100 extra entries stay,
+# which only ever widens what a resume can recover); age trimming is exact as of each publish.
+# The newest entry always survives, so the stream never loses the id the next entry names.
 PUBLISH_SCRIPT: Final = """
 local key = KEYS[1]
 local last = redis.call('XREVRANGE', key, '+', '-', 'COUNT', 1)
@@ -187,7 +190,7 @@ end
 local max_age = tonumber(ARGV[3])
 if max_age > 0 and #ids > 0 then
   local newest_ms = tonumber(string.match(prev, '^(%d+)'))
-  redis.call('XTRIM', key, 'MINID', '~', string.format('%d', newest_ms - max_age))
+  redis.call('XTRIM', key, 'MINID', string.format('%d', newest_ms - max_age))
 end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then redis.call('PEXPIRE', key, ttl) end

@@ -106,10 +106,12 @@ class SSEConnection:
         self._pending: list[SSEEvent] = []
         self._chunks = response.aiter_raw()
         self.closed = False
+        self._last_event_id = ""
 
     @property
     def last_event_id(self) -> str:
-        return self.parser.last_event_id
+        """The lastEventId after the last frame *returned* (the parser may have read further)."""
+        return self._last_event_id
 
     async def next_frame(self, timeout: float = 10.0) -> SSEEvent | None:
         """The next frame with an id or data; None when the server ended the stream."""
@@ -121,7 +123,9 @@ class SSEConnection:
                     self.closed = True
                     return None
                 self._pending.extend(self.parser.feed(chunk))
-            return self._pending.pop(0)
+            frame = self._pending.pop(0)
+            self._last_event_id = frame.last_event_id
+            return frame
 
     async def next_event(self, timeout: float = 10.0) -> SSEEvent | None:
         """The next frame that carries data (what a browser would dispatch)."""
