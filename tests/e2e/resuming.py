@@ -61,8 +61,8 @@ class ResumingSubscriber:
     async def _read(self, conn: SSEConnection) -> None:
         while True:
             frame = await conn.next_frame(timeout=3600)
-            if conn.parser.last_event_id:
-                self.last_event_id = conn.parser.last_event_id
+            if conn.last_event_id:  # as of the frame just returned; kept across connections
+                self.last_event_id = conn.last_event_id
             if conn.parser.retry is not None:
                 self.retry_ms = conn.parser.retry
             if frame is None:
