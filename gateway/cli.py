@@ -19,6 +19,7 @@ from uvicorn.supervisors import Multiprocess
 from gateway.logs import logging_config
 from gateway.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from gateway.settings import Settings
+from gateway.shutdown import DRAIN_MARGIN
 
 FLAGS = ("host", "port", "redis_url", "workers", "log_level")
 
@@ -66,7 +67,9 @@ def serve(settings: Settings) -> int:
         log_level=settings.log_level,
         # Our drain runs before uvicorn's shutdown starts (gateway.shutdown), so uvicorn only
         # needs what is left of the budget.
-        timeout_graceful_shutdown=max(1, int(settings.graceful_timeout - settings.drain_window)),
+        timeout_graceful_shutdown=max(
+            1, int(settings.graceful_timeout - settings.drain_window - DRAIN_MARGIN)
+        ),
         access_log=False,
         lifespan="on",
     )

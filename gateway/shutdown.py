@@ -9,9 +9,10 @@ in each process's lifespan we wrap the handler uvicorn installed:
 1. first SIGTERM/SIGINT: ``hub.drain(drain_window)`` - ``/readyz`` answers 503, new streams get
    503 + Retry-After, open streams are ended at random moments over the window, each with a short
    jittered ``retry:``;
-2. once every stream has ended (at the latest ``drain_window`` + 1 s later) we hand the signal to
+2. once every stream has ended (at the latest ``drain_window`` + 0.5 s later) we hand the signal to
    uvicorn's own handler, which closes the listener and waits for whatever is still running for
-   at most ``graceful_timeout - drain_window`` (the CLI sets that as uvicorn's graceful timeout);
+   at most ``graceful_timeout - drain_window - 0.5`` (the CLI sets that as uvicorn's graceful
+   timeout, at least 1 s), so the process is gone within ``graceful_timeout``;
 3. a second signal during the drain goes straight to uvicorn (a second Ctrl-C forces the exit).
 
 Budget: drain_window < graceful_timeout < terminationGracePeriodSeconds - preStop sleep.
@@ -29,11 +30,12 @@ from typing import Any
 
 from gateway.hub import Hub
 
-__all__ = ["DrainOnSignal"]
+__all__ = ["DRAIN_MARGIN", "DrainOnSignal"]
 
 log = logging.getLogger("gateway.shutdown")
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DRAIN_MARGIN = 0.5  # seconds after the window for the last farewells to be written
 Handler = Callable[[int, FrameType | None], Any]
 
 
@@ -78,7 +80,7 @@ class DrainOnSignal:
 
     async def _finish(self, sig: int) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._window + 1.0
+        deadline = loop.time() + self._window + DRAIN_MARGIN
         # Polled: streams end in their own tasks, and nothing else needs telling when the last one
         # goes, so an Event kept up to date by every stream would cost more than this loop.
         while self._hub.subscriptions and loop.time() < deadline:  # noqa: ASYNC110
