@@ -94,6 +94,12 @@ class DrainOnSignal:
             previous(sig, None)
 
     async def close(self) -> None:
+        """Put the wrapped handlers back (an app run in-process, e.g. by a test, must not leave
+        its SIGINT handler behind) and stop a drain still waiting."""
+        for sig, previous in self._previous.items():
+            if signal.getsignal(sig) == self._on_signal:
+                signal.signal(sig, previous)
+        self._previous.clear()
         if self._task is not None and not self._task.done():
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
