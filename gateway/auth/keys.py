@@ -32,6 +32,7 @@ _PLACEHOLDERS = (
     "replaceme",
     "placeholder",
     "yoursecret",
+    "256bitsecret",  # jwt.io's sample secret
     "mysecret",
     "secretkey",
     "jwtsecret",
@@ -135,8 +136,9 @@ def _hmac(secret: bytes, source: str, algorithms: tuple[str, ...]) -> KeySet:
 
 
 def _public_key(path: Path, algorithms: tuple[str, ...]) -> KeySet:
+    pem = _read(path)
     try:
-        key = load_pem_public_key(_read(path))
+        key = load_pem_public_key(pem)
     except ValueError:
         raise KeyConfigError(f"{path} is not a PEM public key") from None
     if isinstance(key, rsa.RSAPublicKey):
@@ -151,8 +153,9 @@ def _public_key(path: Path, algorithms: tuple[str, ...]) -> KeySet:
 
 
 def _jwks(path: Path, algorithms: tuple[str, ...]) -> KeySet:
+    text = _read(path).decode("utf-8", "replace")
     try:
-        jwks = jwt.PyJWKSet.from_json(_read(path).decode("utf-8", "replace"))
+        jwks = jwt.PyJWKSet.from_json(text)
     except (jwt.PyJWKSetError, jwt.PyJWKError, ValueError) as exc:
         raise KeyConfigError(f"{path} is not a usable JWKS: {exc}") from None
     if any(key.key_type == "oct" for key in jwks.keys):
