@@ -51,8 +51,8 @@ async def test_metrics_aggregate_over_workers(redis_server, start_gateway):
         assert metrics["sse_streams_opened_total"] == 6
         assert metrics["sse_connections"] == 6
         assert metrics["sse_redis_connected"] == 1
-        # One delivery-lag observation per message per worker that had subscribers.
-        assert metrics["sse_delivery_lag_seconds_count"] in (publishes, 2 * publishes)
+        # Sampled (at most one a millisecond), per worker that had subscribers.
+        assert 1 <= metrics["sse_delivery_lag_seconds_count"] <= 2 * publishes
     assert await wait_for(lambda: scrape(gateway.url)["sse_connections"] == 0)
 
 
