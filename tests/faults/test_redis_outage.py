@@ -65,6 +65,8 @@ async def test_redis_restarted_empty_streams_stay_open_and_the_loss_is_signalled
         print(f"publish during the outage answered {reply.status_code} in {took:.3f}s")
         assert reply.status_code == 503
         assert reply.json()["error"] == "unavailable" and int(reply.headers["retry-after"]) >= 1
+        refused = await http.get(gateway.url + "/subscribe/outage-new")  # a new channel
+        assert refused.status_code == 503 and "retry-after" in refused.headers
         comments = len(stream.comments)
         await asyncio.sleep(1.0)
         assert len(stream.comments) > comments, "keepalives stopped during the outage"
