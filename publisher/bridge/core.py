@@ -10,7 +10,8 @@ What it guarantees, and what it cannot:
   PostgreSQL keeps queueing notifications for this session meanwhile (its queue is large), so
   nothing is lost as long as the database connection holds.
 * **NOTIFYs sent while the bridge has no database connection are lost.** LISTEN/NOTIFY keeps no
-  history: a notification goes to the sessions listening at commit time, and to nobody else.
+  history: a notification goes to the sessions listening at commit time, and to nobody else
+  (and one still queued for a session when its connection drops is gone with it).
   The bridge reconnects with backoff and says so in its log each time. Where that matters, write
   events to an outbox table in the same transaction and NOTIFY only as a wake-up (docs/bridge.md).
 * A connection that silently died (no RST, e.g. a cut network) is found by TCP keepalives and by
