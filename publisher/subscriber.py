@@ -12,7 +12,8 @@ vector id included), so across gateway restarts and replica switches nothing is 
 as long as history covers the outage; when it does not, the gateway's gap signal reaches the caller
 as a :class:`Gap` item (or a :class:`~publisher.errors.GapError` with ``strict=True``).
 
-Reconnects: after a stream ends cleanly, wait the server's ``retry:`` hint (x1..1.5, jittered);
+Reconnects: after a stream ends cleanly, wait the server's ``retry:`` hint (x1..1.5, jittered;
+capped at ``retry_max``);
 after each failed attempt, double that (capped at ``retry_max``) with equal jitter, and move to the
 next URL of the list. 4xx answers are not retried (:class:`~publisher.errors.Rejected`).
 
@@ -143,9 +144,10 @@ class _Session:
 
     def steps(self, decoder: Decoder, chunk: bytes) -> Iterator[Item]:
         """Items in order; the position moves as each one is handed out (never before)."""
-        for step in decoder.feed(chunk):
-            if decoder.retry_ms is not None:
-                self.hint = decoder.retry_ms / 1000
+        steps = decoder.feed(chunk)
+        if decoder.retry_ms is not None:  # also from frames that yield nothing (a farewell)
+            self.hint = min(decoder.retry_ms / 1000, self.retry_max)
+        for step in steps:
             if step.position is not None and step.item is None:
                 self.last_event_id = step.position
             if step.item is not None:

@@ -160,3 +160,14 @@ def test_session_gives_up_after_max_retries() -> None:
     session.failed("refused")
     with pytest.raises(BackendUnavailable):
         session.failed("refused")
+
+
+def test_session_takes_the_retry_hint_from_a_farewell_without_events() -> None:
+    session = _session(["http://one"])
+    decoder = session.decoder()
+    assert list(session.steps(decoder, b"retry: 3000\nid: a=1-0,b=2-0\n\n")) == []
+    assert (session.hint, session.last_event_id) == (3.0, "a=1-0,b=2-0")
+    assert list(session.steps(decoder, b"retry: 750\n\n")) == []
+    assert session.hint == 0.75
+    assert list(session.steps(decoder, b"retry: 999999\n\n")) == []
+    assert session.hint == 8.0  # capped at retry_max
