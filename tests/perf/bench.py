@@ -72,6 +72,7 @@ def run(
     scale: Scale,
     extra: dict[str, list[str]],
     log_dir: Path | None = None,
+    workers: int = 1,
 ) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     launcher = Launcher(log_dir)
@@ -79,7 +80,7 @@ def run(
         for name in servers:
             results[name] = {}
             try:
-                with running(launcher, name, extra=extra.get(name)) as server:
+                with running(launcher, name, extra=extra.get(name), workers=workers) as server:
                     for scenario in scenarios:
                         print(f"[{name}] {scenario} ...", flush=True)
                         started = time.monotonic()
@@ -130,6 +131,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--time-limit", type=float, help="hard wall-clock limit, seconds")
     parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes for the gateway and nchan"
+    )
     for f in fields(Scale):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=None)
     parser.add_argument(
@@ -168,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before: {load} (other work on the machine skews wall-clock figures)")
     started = time.monotonic()
     try:
-        results = run(servers, scenarios, scale, extra, args.log_dir)
+        results = run(servers, scenarios, scale, extra, args.log_dir, args.workers)
     finally:
         signal.alarm(0)
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())

@@ -36,6 +36,7 @@ class Scale:
     s4_subs_per_channel: int = 2
     s4_rate: float = 2000.0
     s4_seconds: float = 10.0
+    s4_connections: int = 32  # keep-alive publishing connections: slow answers don't cap the rate
     s5_seconds: float = 5.0
     s5_max_messages: int = 2_000_000
     s5_batch: int = 100
@@ -186,7 +187,7 @@ def s4_latency(server: Server, scale: Scale) -> dict[str, Any]:
     return fanout(
         server, scale, tag="s4", channels=channels, subs_per_channel=scale.s4_subs_per_channel,
         mode="http", rate=scale.s4_rate, seconds=scale.s4_seconds,
-        max_messages=int(scale.s4_rate * scale.s4_seconds), concurrency=8,
+        max_messages=int(scale.s4_rate * scale.s4_seconds), concurrency=scale.s4_connections,
     )  # fmt: skip
 
 
