@@ -12,7 +12,8 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import redis.exceptions
@@ -110,7 +111,48 @@ def _json_or_text(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
-class Publisher:
+@contextmanager
+def _redis_errors() -> Iterator[None]:
+    """Wrap redis-py's exceptions into the library's tree (the cause is kept)."""
+    try:
+        yield
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+    except redis.exceptions.RedisError as exc:
+        raise PublishError(f"redis refused the publish: {exc}") from exc
+
+
+class _PublisherBase:
+    """What both publishers share: the wire settings, the transport choice, the script call."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        key_prefix: str,
+        pubsub_prefix: str,
+        history: HistoryLimits,
+        token: str | None,
+        timeout: float,
+    ) -> None:
+        self._key_prefix = key_prefix
+        self._pubsub_prefix = pubsub_prefix
+        self._history = history
+        self._timeout = timeout
+        self._http = _HttpGateway(url, token, timeout) if _is_http(url) else None
+        self._redis: Any = None
+
+    def _use_redis(self, client: Any) -> None:
+        self._redis = client
+        self._script = client.register_script(PUBLISH_SCRIPT)
+
+    def _call_script(self, channel: str, batch: list[tuple[str, bytes]]) -> Any:
+        """Run the publish script: the result for Publisher, an awaitable for AsyncPublisher."""
+        args = publish_args(channel, batch, self._history, self._pubsub_prefix)
+        return self._script(keys=[stream_key(channel, self._key_prefix)], args=args)
+
+
+class Publisher(_PublisherBase):
     """Blocking publisher. ``Publisher(url).publish("orders", {"sku": "A1"})`` returns the id."""
 
     def __init__(
@@ -123,15 +165,16 @@ class Publisher:
         token: str | None = None,
         timeout: float = 5.0,
     ) -> None:
-        self._key_prefix = key_prefix
-        self._pubsub_prefix = pubsub_prefix
-        self._history = history
-        self._http = _HttpGateway(url, token, timeout) if _is_http(url) else None
-        self._redis: Any = None
+        super().__init__(
+            url,
+            key_prefix=key_prefix,
+            pubsub_prefix=pubsub_prefix,
+            history=history,
+            token=token,
+            timeout=timeout,
+        )
         if self._http is None:
-            target = parse_redis_url(url)
-            self._redis = sync_client(target, socket_timeout=timeout)
-            self._script = self._redis.register_script(PUBLISH_SCRIPT)
+            self._use_redis(sync_client(parse_redis_url(url), socket_timeout=timeout))
 
     def publish(self, channel: str, message: Any, *, event: str | None = None) -> str:
         return self.publish_many(channel, [message], event=event)[0]
@@ -143,14 +186,8 @@ class Publisher:
         batch = prepare(channel, messages, event)
         if self._http is not None:
             return self._http.publish(channel, batch)
-        args = publish_args(channel, batch, self._history, self._pubsub_prefix)
-        try:
-            raw = self._script(keys=[stream_key(channel, self._key_prefix)], args=args)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
-        except redis.exceptions.RedisError as exc:
-            raise PublishError(f"redis refused the publish: {exc}") from exc
-        return _decode_ids(raw)
+        with _redis_errors():
+            return _decode_ids(self._call_script(channel, batch))
 
     def close(self) -> None:
         if self._redis is not None:
@@ -163,8 +200,11 @@ class Publisher:
         self.close()
 
 
-class AsyncPublisher:
-    """The asyncio twin of :class:`Publisher`; ``await publisher.publish(...)``."""
+class AsyncPublisher(_PublisherBase):
+    """The asyncio twin of :class:`Publisher`; ``await publisher.publish(...)``.
+
+    ``client`` lets the gateway hand in its own redis-py asyncio client (then ``url`` is unused).
+    """
 
     def __init__(
         self,
@@ -177,16 +217,19 @@ class AsyncPublisher:
         timeout: float = 5.0,
         client: Any = None,
     ) -> None:
-        self._key_prefix = key_prefix
-        self._pubsub_prefix = pubsub_prefix
-        self._history = history
-        self._http = _HttpGateway(url, token, timeout) if _is_http(url) and not client else None
-        self._redis: Any = client
-        if self._http is None and client is None:
-            self._redis = async_client(parse_redis_url(url), socket_timeout=timeout)
+        super().__init__(
+            DEFAULT_URL if client is not None else url,
+            key_prefix=key_prefix,
+            pubsub_prefix=pubsub_prefix,
+            history=history,
+            token=token,
+            timeout=timeout,
+        )
         self._owns_client = client is None
-        if self._redis is not None:
-            self._script = self._redis.register_script(PUBLISH_SCRIPT)
+        if client is not None:
+            self._use_redis(client)
+        elif self._http is None:
+            self._use_redis(async_client(parse_redis_url(url), socket_timeout=timeout))
 
     async def publish(self, channel: str, message: Any, *, event: str | None = None) -> str:
         return (await self.publish_many(channel, [message], event=event))[0]
@@ -201,14 +244,8 @@ class AsyncPublisher:
         """Publish ``(event, compact JSON)`` pairs already validated by :func:`prepare`."""
         if self._http is not None:
             return await asyncio.to_thread(self._http.publish, channel, batch)
-        args = publish_args(channel, batch, self._history, self._pubsub_prefix)
-        try:
-            raw = await self._script(keys=[stream_key(channel, self._key_prefix)], args=args)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise BackendUnavailable(f"redis unreachable: {exc}") from exc
-        except redis.exceptions.RedisError as exc:
-            raise PublishError(f"redis refused the publish: {exc}") from exc
-        return _decode_ids(raw)
+        with _redis_errors():
+            return _decode_ids(await self._call_script(channel, batch))
 
     async def aclose(self) -> None:
         if self._redis is not None and self._owns_client:
