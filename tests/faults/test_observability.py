@@ -81,6 +81,8 @@ async def test_logs_are_json_lines_with_request_ids_and_no_bodies_or_tokens(
             gateway.url + "/subscribe/logs", headers={"x-request-id": "req-stream-3"}
         ) as stream:
             await stream.next_frame()
+    # Let the gateway notice the hang-up before SIGTERM would end the stream as "shutdown".
+    assert await wait_for(lambda: scrape(gateway.url)["sse_connections"] == 0)
     gateway.stop()
 
     lines = [json.loads(line) for line in gateway.log_path.read_text().splitlines()]
