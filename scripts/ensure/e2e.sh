@@ -11,8 +11,11 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ "${#missing[@]}" -gt 0 ]; then apt_install "${missing[@]}"; fi
-if [ ! -d tests/e2e/node_modules ]; then
+# npm ci again whenever package-lock.json changed since the last install (a stamp copy of it).
+stamp=tests/e2e/node_modules/.installed-from-lock
+if ! cmp -s tests/e2e/package-lock.json "$stamp" 2>/dev/null; then
   # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: playwright-core never downloads, but say so explicitly.
   (cd tests/e2e && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
     npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  cp tests/e2e/package-lock.json "$stamp"
 fi

@@ -46,8 +46,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     yield from _cluster(tmp_path_factory.mktemp("cluster"), lambda _: {})
 
 
-# Streams start with a 60 s retry: hint. Drained streams end with a short random one (0.25-2 s),
-# so a client reconnects within a test's wait only if it honours the retry: it was last sent.
+# Streams start with a 60 s retry: hint. Drained streams end with a short random one (0.25-2 s):
+# a client that kept the first hint would not be back within a test's wait.
 LONG_RETRY_MS = "60000"
 JWT_SECRET = "e2e-secret-that-is-at-least-32-bytes-long!"
 PUBLIC = "e2e-public-*"  # anyone may subscribe and publish here; everything else needs a token
