@@ -4,6 +4,7 @@ real gateway process: exact delivery, exact resume, gap and keepalive lines, slo
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from itertools import islice
 from typing import Any
@@ -195,3 +196,35 @@ def test_slow_ndjson_consumer_is_closed_then_resumes_exactly(
         with httpx.stream("GET", url, headers=headers, timeout=30) as response:
             rest = _lines(response.iter_lines(), len(ids) - len(delivered))
     assert [line["id"] for line in rest] == ids[len(delivered) :]
+
+
+def test_a_stalled_ndjson_reader_is_dropped_after_the_send_timeout(
+    redis_server: RedisServer, start_gateway: Callable[..., GatewayProcess]
+) -> None:
+    # Buffers far larger than what is published: only the send timeout can end this stream.
+    env = {
+        **FAST,
+        "GATEWAY_SEND_TIMEOUT": "1",
+        "GATEWAY_SUBSCRIBER_BUFFER_BYTES": str(256 << 20),
+        "GATEWAY_SUBSCRIBER_BUFFER_MESSAGES": "100000",
+    }
+    gateway = start_gateway(redis_server.url, env=env)
+    closed = 'sse_stream_closes_total{reason="send_timeout"} 1.0'
+    blob = "x" * 16_000
+    with Publisher(redis_server.url, history=HistoryLimits(max_len=10)) as publisher:
+        url = f"{gateway.url}/subscribe/nd-stall"
+        with httpx.stream("GET", url, headers=NDJSON, timeout=30) as response:
+            stream = response.iter_lines()
+            assert json.loads(next(stream))["type"] == "open"
+            for n in range(1500):  # ~24 MB the client does not read: the server's send blocks
+                publisher.publish("nd-stall", {"n": n, "blob": blob})
+            deadline = time.monotonic() + 30
+            while closed not in httpx.get(f"{gateway.url}/metrics").text:
+                assert time.monotonic() < deadline, "the stalled stream was never dropped"
+                time.sleep(0.1)
+            rest: list[str] = []
+            with pytest.raises(httpx.RemoteProtocolError):  # the server hung up mid-chunk
+                rest.extend(stream)
+    *whole, last = rest
+    assert {json.loads(line)["type"] for line in whole} == {"message"}  # and no close line
+    assert last.startswith('{"type":"message"')  # maybe cut short: readers must drop it
