@@ -47,8 +47,7 @@ class Nginx:
 
     def render(self) -> Path:
         servers = "\n".join(
-            f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=2s;"
-            for port in self.upstream_ports
+            f"        server 127.0.0.1:{port} max_fails=0;" for port in self.upstream_ports
         )
         text = TEMPLATE.read_text()
         for name, value in {

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -31,14 +31,15 @@ def spread(base_url: str, http: httpx.AsyncClient, a: str, b: str, n: int):
     return [ResumingSubscriber(http, base_url, kind) for kind in kinds for _ in range(n)]
 
 
-@contextmanager
-def running(subscribers: list[ResumingSubscriber]) -> Iterator[list[asyncio.Task[None]]]:
+@asynccontextmanager
+async def running(subscribers: list[ResumingSubscriber]) -> AsyncIterator[None]:
     tasks = [asyncio.create_task(sub.run()) for sub in subscribers]
     try:
-        yield tasks
+        yield
     finally:
         for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def connected(subscribers: list[ResumingSubscriber]) -> None:
@@ -89,7 +90,7 @@ async def test_publish_through_proxy_reaches_every_subscriber_once(
     a, b = channel_names()
     async with make_http() as http:
         subscribers = spread(cluster.url, http, a, b, 10)
-        with running(subscribers):
+        async with running(subscribers):
             await connected(subscribers)
             publishers = [PacedPublisher(http, cluster.url, channel) for channel in (a, b)]
             for seq in range(1, 151):
@@ -112,7 +113,7 @@ async def churn_under_load(cluster: Cluster, name: str, replace: Callable[[], ob
     async with make_http() as http:
         subscribers = spread(cluster.url, http, a, b, 5)
         publishers = [PacedPublisher(http, cluster.url, channel, batch=4) for channel in (a, b)]
-        with running(subscribers):
+        async with running(subscribers):
             await connected(subscribers)
             stop = asyncio.Event()
             publishing = [
@@ -166,14 +167,14 @@ async def test_streams_opened_while_a_replica_drains_are_served_by_another(
     victim = cluster.gateways[0]
     async with make_http() as http:
         holders = [ResumingSubscriber(http, cluster.url, (channel,)) for _ in range(9)]
-        with running(holders):
+        async with running(holders):
             await connected(holders)  # three on each replica: the drain lasts a while
             victim.terminate()
             async with asyncio.timeout(10):  # until it drains: /readyz answers 503
                 while (await http.get(victim.url + "/readyz")).status_code != 503:  # noqa: ASYNC110
                     await asyncio.sleep(0.02)
             burst = [ResumingSubscriber(http, cluster.url, (channel + "-new",)) for _ in range(12)]
-            with running(burst):
+            async with running(burst):
                 await connected(burst)
         refused = [code for sub in burst for code in sub.refusals]
     await asyncio.to_thread(victim.wait, 30)
