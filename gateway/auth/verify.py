@@ -132,7 +132,7 @@ class Authenticator:
             subscribe=_patterns(rights, "subscribe"),
             publish=_patterns(rights, "publish"),
             authenticated=True,
-            expires_at=float(claims["exp"]),
+            expires_at=_expiry(claims["exp"]),
             subject=claims.get("sub") if isinstance(claims.get("sub"), str) else None,
         )
 
@@ -154,6 +154,14 @@ class Authenticator:
             # PyJWT's messages name the failed check, never the key; safe to return.
             raise Unauthenticated("invalid_token", f"invalid token: {exc}") from None
         return claims
+
+
+def _expiry(exp: int | float) -> float | None:
+    """``exp`` as a float for the close timer; ``None`` (no timer) past what a float holds."""
+    try:
+        return float(exp)
+    except OverflowError:  # PyJWT accepts any integer, e.g. 10**400
+        return None
 
 
 def _patterns(rights: dict[str, Any], action: str) -> tuple[str, ...]:

@@ -55,7 +55,8 @@ def _token(draw: st.DrawFn, keys: Keys) -> str:
     kind = draw(st.sampled_from(["claims", "garbage", "foreign", "expired"]))
     if kind == "garbage":
         return draw(_safe_text)
-    claims: dict[str, Any] = {"exp": int(time.time()) + (-60 if kind == "expired" else 600)}
+    exp = int(time.time()) + (-60 if kind == "expired" else 600)
+    claims: dict[str, Any] = {"exp": draw(st.one_of(st.just(exp), st.integers(min_value=exp)))}
     claims["sse"] = draw(
         st.one_of(
             _json,

@@ -127,3 +127,8 @@ def test_describe_never_names_the_key():
     assert SECRET not in text and "ANONYMOUS PUBLISH" in text
     off = Authenticator(None, anonymous=Grant()).describe()
     assert "AUTH IS OFF" in off[0][1]
+
+
+def test_absurd_expiry_does_not_crash():
+    assert auth().grant_for(mint(exp=10**400)).expires_at is None
+    assert auth().grant_for(mint(exp=10**30)).expires_at == 1e30
