@@ -96,6 +96,9 @@ class SseDecoder(_Decoder):
 
     def feed(self, chunk: bytes) -> list[Step]:
         self._buffer += chunk
+        if self._started and b"\n" not in chunk and b"\r" not in chunk:
+            self._check_size()  # a long line still arriving: do not rescan what we have
+            return []
         steps: list[Step] = []
         while True:
             line = self._next_line()
@@ -171,6 +174,9 @@ class NdjsonDecoder(_Decoder):
 
     def feed(self, chunk: bytes) -> list[Step]:
         self._buffer += chunk
+        if b"\n" not in chunk:
+            self._check_size()  # a long line still arriving: do not rescan what we have
+            return []
         *lines, self._buffer = self._buffer.split(b"\n")
         self._check_size()
         steps = [self._line(line) for line in lines if line.strip()]

@@ -56,7 +56,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("--max-payload", type=int, default=int(_env("MAX_PAYLOAD", str(MAX_NOTIFY_PAYLOAD)) or 0))
     add("--key-prefix", default=_env("KEY_PREFIX", DEFAULT_KEY_PREFIX))
+    # History limits must match the gateway's: the same GATEWAY_HISTORY_* variables are read.
     add("--history-max-len", type=int, default=int(os.environ.get("GATEWAY_HISTORY_MAX_LEN", 1000)))
+    add(
+        "--history-max-age",
+        type=float,
+        default=float(os.environ.get("GATEWAY_HISTORY_MAX_AGE", 3600)),
+    )
+    add("--history-ttl", type=float, default=float(os.environ.get("GATEWAY_HISTORY_TTL", 86400)))
     add("--health-interval", type=float, default=float(_env("HEALTH_INTERVAL", "10") or 10))
     add("--retry-max", type=float, default=float(_env("RETRY_MAX", "30") or 30))
     add("--stats-interval", type=float, default=float(_env("STATS_INTERVAL", "60") or 60))
@@ -80,7 +87,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[BridgeConfig, str]:
         mapping=mapping,
         token=args.token,
         key_prefix=args.key_prefix,
-        history=HistoryLimits(max_len=args.history_max_len),
+        history=HistoryLimits(
+            max_len=args.history_max_len,
+            max_age_ms=int(args.history_max_age * 1000),
+            ttl_ms=int(args.history_ttl * 1000),
+        ),
         max_payload=args.max_payload,
         retry_max=args.retry_max,
         health_interval=args.health_interval,
