@@ -147,6 +147,8 @@ class SseFormat:
     def farewell(self, reason: str | None) -> bytes:
         if reason == "shutdown":
             return b"retry: %d\n\n" % farewell_retry_ms()
+        if reason == "expired":  # the token's exp passed: come back soon, with a fresh token
+            return b"retry: %d\n: closed (expired)\n\n" % farewell_retry_ms()
         return b": closed (%s)\n\n" % (reason or "closed").encode()
 
     def unavailable(self, retry_ms: int) -> bytes:

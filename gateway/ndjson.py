@@ -61,7 +61,7 @@ class NdjsonFormat:
         return _line({"type": "open", "id": position, "retry": retry_ms})
 
     def farewell(self, reason: str | None) -> bytes:
-        if reason == "shutdown":
+        if reason in ("shutdown", "expired"):
             return _line({"type": "close", "reason": reason, "retry": farewell_retry_ms()})
         return _line({"type": "close", "reason": reason or "closed"})
 

@@ -114,8 +114,6 @@ async def _stream(
                 yield chunk
         async for chunk in subscription.chunks():
             yield chunk
-        if subscription.close_reason == "expired":
-            yield subscription.renderer.unavailable(settings.retry_ms)  # reconnect, new token
         yield subscription.renderer.farewell(subscription.close_reason)
     except BrokerUnavailable as exc:
         log.warning("ending stream: %s", exc)
