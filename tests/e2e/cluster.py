@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import signal
 from pathlib import Path
+from typing import cast
 
 import redis
 
@@ -87,7 +88,10 @@ class Cluster:
         """Every (id, data) in the channel's history, oldest first: what clients are held to."""
         client: redis.Redis = self.redis.client()
         try:
-            entries = client.xrange(stream_key(channel))
+            # redis-py types replies loosely; without decode_responses they are bytes.
+            entries = cast(
+                list[tuple[bytes, dict[bytes, bytes]]], client.xrange(stream_key(channel))
+            )
         finally:
             client.close()
         return [(entry_id.decode(), fields[b"d"].decode()) for entry_id, fields in entries]

@@ -25,7 +25,9 @@ def channel_names() -> tuple[str, str]:
     return f"e2e-orders-{suffix}", f"e2e-alerts-{suffix}"
 
 
-def spread(base_url: str, http: httpx.AsyncClient, a: str, b: str, n: int):
+def spread(
+    base_url: str, http: httpx.AsyncClient, a: str, b: str, n: int
+) -> list[ResumingSubscriber]:
     """``n`` subscribers per kind: on ``a``, on ``b``, and on both in one stream."""
     kinds = [(a,), (b,), (a, b)]
     return [ResumingSubscriber(http, base_url, kind) for kind in kinds for _ in range(n)]
@@ -71,7 +73,9 @@ def report(name: str, published: int, failures: int, tallies: list[Tally], recon
     )
 
 
-def assert_exact(cluster: Cluster, subscribers: list[ResumingSubscriber], tallies: list[Tally]):
+def assert_exact(
+    cluster: Cluster, subscribers: list[ResumingSubscriber], tallies: list[Tally]
+) -> None:
     bad = [t for t in tallies if not t.exact]
     assert not bad, f"{len(bad)} streams not exact, e.g. {bad[:3]}\n{cluster.logs()}"
     assert all(not sub.gaps for sub in subscribers), [sub.gaps for sub in subscribers if sub.gaps]
