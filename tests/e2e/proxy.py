@@ -19,7 +19,10 @@ HERE = Path(__file__).resolve().parent
 TEMPLATE = HERE / "nginx.conf.template"
 PAGES = HERE / "js" / "pages"
 
-INSTALL_HINT = "run `bash scripts/ensure/e2e.sh` (as root) to install nginx, chromium and node"
+INSTALL_HINT = (
+    "run `bash scripts/ensure/e2e.sh && bash scripts/ensure/redis.sh` as root (the test command "
+    "does): they install nginx, chromium, node with tests/e2e/node_modules, and redis-server"
+)
 
 
 def nginx_binary() -> str | None:
