@@ -129,7 +129,7 @@ async def test_chromium_cors_from_another_origin(secure_cluster: Cluster) -> Non
     """A page on the allowed origin reads the stream; one on any other origin is refused by the
     browser. Both origins are served by the proxy's second server: 127.0.0.1 and localhost."""
     cluster = secure_cluster
-    (public,) = names("e2e-public")[:1]
+    public = names("e2e-public")[0]
     allowed_page = cluster.proxy.page_origin + PAGE
     other_page = f"http://localhost:{cluster.proxy.page_port}{PAGE}"
     allowed = StreamLog("allowed", stream_url(cluster.url, (public,)), (public,), False)
