@@ -10,9 +10,9 @@ kept for nothing: a stream asking for more channels than ``max_channels_per_stre
 
 :class:`StreamResponse` is sse-starlette's ``EventSourceResponse`` with three additions:
 
-* its close callbacks (release the slot, leave the hub) run however the response ends - normally,
-  cancelled, on a write error, or for a HEAD request whose body iterator never starts (that path
-  would otherwise leave the subscription registered in the hub for ever);
+* its close callbacks (leave the hub) run however the response ends - normally, cancelled, on a
+  write error, or before its body iterator ever started (the iterator's own ``finally`` does not
+  run then, which would leave the subscription registered in the hub for ever);
 * a write blocked longer than ``send_timeout`` (a stalled or vanished client) ends the stream
   quietly and is counted, instead of surfacing as an "Exception in ASGI application" traceback;
 * one structured log line and the close-reason counters when the stream ends.
@@ -76,26 +76,21 @@ class StreamResponse(EventSourceResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         metrics.STREAMS_OPENED.inc()
-        reason = "ended"
+        reason = "error"  # unless it returns or times out below (a cancellation re-raises)
         try:
             await super().__call__(scope, receive, send)
-            reason = self.close_reason() or "client"
+            reason = "client"
         except SendTimeoutError:
             reason = "send_timeout"
-        except BaseException:
-            reason = "error"
-            raise
         finally:
+            reason = self.close_reason() or reason  # ours (slow, shutdown, ...) comes first
             for callback in self.on_close:
                 callback()
-            metrics.stream_closed(self.close_reason() or reason)
+            metrics.stream_closed(reason)
+            elapsed = round(time.monotonic() - started, 3)
             log.info(
                 "stream closed",
-                extra={
-                    "reason": self.close_reason() or reason,
-                    "seconds": round(time.monotonic() - started, 3),
-                    "channels": self._channels,
-                },
+                extra={"reason": reason, "seconds": elapsed, "channels": self._channels},
             )
 
 
