@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from typing import Literal
 
 import jwt
 import pytest
@@ -86,14 +87,16 @@ def test_subscriber_survives_a_same_port_restart_with_nothing_lost_or_repeated(
     assert sub.last_event_id == published[-1]
 
 
-async def test_async_subscriber_switches_replica_on_multi_channel_ndjson(
+@pytest.mark.parametrize("format", ["ndjson", "sse"])
+async def test_async_subscriber_switches_replica_on_a_multi_channel_stream(
     redis_server: RedisServer,
     start_gateway: Callable[..., GatewayProcess],
     shared_gateway: GatewayProcess,
+    format: Literal["sse", "ndjson"],
 ) -> None:
     first = start_gateway(redis_server.url, env=FAST)
     second = shared_gateway
-    channels = ("cl-switch-a", "cl-switch-b")
+    channels = (f"cl-switch-{format}-a", f"cl-switch-{format}-b")
     published: dict[str, list[str]] = {channel: [] for channel in channels}
     received: dict[str, list[int]] = {channel: [] for channel in channels}
     async with AsyncPublisher(redis_server.url, history=LONG) as publisher:
@@ -109,7 +112,7 @@ async def test_async_subscriber_switches_replica_on_multi_channel_ndjson(
                     await asyncio.sleep(0.01)
 
         urls = [first.url, second.url]
-        sub = AsyncSubscriber(urls, channels, last_event_id=start, format="ndjson", read_timeout=10)
+        sub = AsyncSubscriber(urls, channels, last_event_id=start, format=format, read_timeout=10)
         async with sub:
             producer = asyncio.create_task(produce())
             async with asyncio.timeout(90):
