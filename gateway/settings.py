@@ -32,6 +32,9 @@ class Settings(BaseSettings):
 
     # Store: no URL means the embedded store (fakeredis, one process).
     redis_url: str | None = Field(None, description="unset: embedded in-process store")
+    redis_max_connections: int = Field(
+        64, ge=1, description="command connections per process; callers queue when all are busy"
+    )
     key_prefix: str = Field(DEFAULT_KEY_PREFIX, description="prefix of history stream keys")
     pubsub_prefix: str = Field(
         DEFAULT_PUBSUB_PREFIX, description="pub/sub name of channel C is <prefix>C"

@@ -43,7 +43,7 @@ def create_broker(settings: Settings) -> RedisBroker:
         client, pubsub_client = _embedded_clients()
     else:
         target = parse_redis_url(settings.redis_url)
-        client = async_client(target, **command_options(settings.redis_timeout))
+        client = _command_client(target, settings)
         pubsub_client = _pubsub_client(target)
     broker = RedisBroker(
         client=client,
@@ -60,6 +60,22 @@ def create_broker(settings: Settings) -> RedisBroker:
 def _embedded_clients() -> tuple[Any, Any]:
     server = fakeredis.FakeServer()
     return fakeredis.FakeAsyncRedis(server=server), fakeredis.FakeAsyncRedis(server=server)
+
+
+def _command_client(target: RedisTarget, settings: Settings) -> Any:
+    """History reads and publishes. For a standalone Redis the pool *blocks* (up to the command
+    timeout) when all its connections are busy instead of failing: a burst of thousands of joins
+    then queues for a connection rather than answering 503 "Too many connections"."""
+    options = command_options(settings.redis_timeout)
+    if target.mode != "standalone":
+        return async_client(target, max_connections=settings.redis_max_connections, **options)
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        target.url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout,
+        **options,
+    )
+    return redis.asyncio.Redis(connection_pool=pool)
 
 
 def _pubsub_client(target: RedisTarget) -> Any:

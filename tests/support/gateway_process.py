@@ -39,7 +39,8 @@ class GatewayProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait_ready: bool = True) -> GatewayProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        inherited = ("GATEWAY_", "PROMETHEUS_MULTIPROC_DIR")  # each gateway sets up its own
+        env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         env.update({"GATEWAY_UNSUBSCRIBE_DELAY": "0.2", "PYTHONUNBUFFERED": "1"})
         env.update(self.env)
         cmd = [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.port)]

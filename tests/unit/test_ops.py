@@ -73,7 +73,9 @@ async def test_request_id_is_kept_only_when_it_is_a_sane_token(sent, kept):
 
 
 def test_metrics_dir_is_made_for_workers_and_emptied_when_given(monkeypatch, tmp_path: Path):
-    monkeypatch.delenv(metrics.MULTIPROC_ENV, raising=False)
+    # setenv first, so the teardown restores "unset" even though the code under test sets it.
+    monkeypatch.setenv(metrics.MULTIPROC_ENV, "")
+    monkeypatch.delenv(metrics.MULTIPROC_ENV)
     assert metrics.prepare_multiprocess_dir(1) is None
     made = metrics.prepare_multiprocess_dir(2)
     assert made is not None and os.environ[metrics.MULTIPROC_ENV] == made
