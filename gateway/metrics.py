@@ -195,6 +195,7 @@ def render(sample: Callable[[], None] | None = None) -> bytes:
     directory = os.environ.get(MULTIPROC_ENV)
     if not directory:
         return bytes(generate_latest(REGISTRY))
+    forget_dead_workers()
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     return bytes(generate_latest(registry))
@@ -223,6 +224,29 @@ def prepare_multiprocess_dir(workers: int) -> str | None:
 def remove_multiprocess_dir(directory: str | None) -> None:
     if directory and directory.startswith(tempfile.gettempdir() + os.sep + "sse-gateway-metrics-"):
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def forget_dead_workers() -> None:
+    """Drop the live gauges of workers that died without saying so (OOM-killed, crashed): they
+    would otherwise be summed in for ever - a dead worker's 500 streams inflating
+    ``sse_connections``, and the autoscaler with it. Any worker may do this for all of them."""
+    directory = os.environ.get(MULTIPROC_ENV)
+    if not directory:
+        return
+    for path in glob.glob(os.path.join(directory, "gauge_live*_*.db")):
+        pid = int(path.rsplit("_", 1)[1].removesuffix(".db"))
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def mark_worker_exited() -> None:

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.faults.support import scrape, wait_for
+from tests.faults.support import scrape, sse_reader, wait_for
 from tests.support.sse import sse_connect
 
 pytestmark = pytest.mark.integration
@@ -93,3 +96,37 @@ async def test_logs_are_json_lines_with_request_ids_and_no_bodies_or_tokens(
     assert closed["msg"] == "stream closed" and closed["reason"] == "client"
     text = gateway.log_path.read_text()
     assert secret_body not in text and token not in text
+
+
+def _worker_pids(supervisor: int) -> list[int]:
+    pids = []
+    for task in Path(f"/proc/{supervisor}/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
+                pids.append(int(pid))
+    return pids
+
+
+async def test_a_killed_worker_leaves_the_gauges(redis_server, start_gateway):
+    """A worker that dies without cleaning up (OOM kill) must not be counted for ever: its open
+    streams would inflate ``sse_connections`` - and the autoscaler that follows it."""
+    gateway = start_gateway(redis_server.url, workers=2)
+    streams = 20
+    async with AsyncExitStack() as stack:
+        opened = [
+            await stack.enter_async_context(sse_reader(gateway.url + "/subscribe/crash"))
+            for _ in range(streams)
+        ]
+        for stream in opened:
+            await stream.next_frame()
+        assert await wait_for(lambda: scrape(gateway.url)["sse_connections"] == streams)
+        workers = _worker_pids(gateway.proc.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        await asyncio.sleep(1.0)  # the kernel closes a dead process's sockets at once
+        ended = sum(stream.ended.is_set() for stream in opened)
+        print(f"killed a worker holding {ended} of {streams} streams")
+        assert await wait_for(
+            lambda: scrape(gateway.url)["sse_connections"] == streams - ended, timeout=15
+        )
