@@ -92,10 +92,12 @@ class Settings(BaseSettings):
     jwt_public_key_file: Path | None = Field(None, description="PEM public key (RS256/ES256)")
     jwt_jwks_file: Path | None = Field(None, description="JWKS file; keys chosen by kid")
     jwt_algorithms: str = Field("", description="comma-separated; default from the key type")
-    jwt_audience: str | None = None
-    jwt_issuer: str | None = None
+    jwt_audience: str | None = Field(None, description="when set, tokens' aud must match")
+    jwt_issuer: str | None = Field(None, description="when set, tokens' iss must match")
     jwt_leeway: float = Field(0.0, ge=0, le=300, description="seconds of clock skew allowed")
-    auth_cookie: str = Field("sse_token", pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    auth_cookie: str = Field(
+        "sse_token", pattern=r"^[A-Za-z0-9_\-]{1,64}$", description="cookie holding the token"
+    )
     auth_query_tokens: bool = Field(True, description="accept ?access_token= (ends up in logs)")
     anonymous_subscribe: str = Field("", description="comma-separated channel patterns")
     anonymous_publish: str = Field("", description="comma-separated channel patterns")
