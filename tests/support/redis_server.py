@@ -18,6 +18,7 @@ class RedisServer:
         self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="sse-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []
 
     @property
     def url(self) -> str:
@@ -36,6 +37,7 @@ class RedisServer:
                 "--appendonly", "no",
                 "--dir", str(self.dir),
                 "--protected-mode", "no",
+                *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
