@@ -41,17 +41,18 @@ def command_options(timeout: float) -> dict[str, Any]:
 def create_broker(settings: Settings) -> RedisBroker:
     if settings.redis_url is None:
         client, pubsub_client = _embedded_clients()
+        pubsub_clients = [pubsub_client]
     else:
         target = parse_redis_url(settings.redis_url)
         client = _command_client(target, settings)
-        pubsub_client = _pubsub_client(target)
+        pubsub_clients = _pubsub_clients(target)
     broker = RedisBroker(
         client=client,
-        pubsub_connect=_connector(pubsub_client),
+        pubsub_connect=_connector(pubsub_clients),
         key_prefix=settings.key_prefix,
         pubsub_prefix=settings.pubsub_prefix,
         history=settings.history,
-        extra_clients=[pubsub_client],
+        extra_clients=pubsub_clients,
         ping_interval=settings.redis_ping_interval,
     )
     return broker
@@ -78,25 +79,30 @@ def _command_client(target: RedisTarget, settings: Settings) -> Any:
     return redis.asyncio.Redis(connection_pool=pool)
 
 
-def _pubsub_client(target: RedisTarget) -> Any:
-    """A client whose connections carry no retries and no read timeout: the broker owns both."""
+def _pubsub_clients(target: RedisTarget) -> list[Any]:
+    """Clients whose connections carry no retries and no read timeout: the broker owns both.
+
+    For a cluster, one client per listed node: classic PUBLISH is broadcast over the cluster bus,
+    so any one node hears every channel, and each reconnect tries the next node in turn.
+    """
     options: dict[str, Any] = {"socket_connect_timeout": 2.0, "retry": Retry(NoBackoff(), 0)}
-    if target.mode == "cluster":
-        # Classic PUBLISH is broadcast over the cluster bus, so any one node hears every channel.
-        host, port = target.hosts[0]
-        return redis.asyncio.Redis(
-            host=host,
-            port=port,
-            username=target.username,
-            password=target.password,
-            ssl=target.tls,
-            **options,
-        )
-    return async_client(target, **options)
+    if target.mode != "cluster":
+        return [async_client(target, **options)]
+    auth: dict[str, Any] = {
+        "username": target.username,
+        "password": target.password,
+        "ssl": target.tls,
+    }
+    return [redis.asyncio.Redis(host=h, port=p, **auth, **options) for h, p in target.hosts]
 
 
-def _connector(pubsub_client: Any) -> Callable[[], Awaitable[Any]]:
+def _connector(pubsub_clients: list[Any]) -> Callable[[], Awaitable[Any]]:
+    attempts = 0
+
     async def connect() -> Any:
+        nonlocal attempts
+        pubsub_client = pubsub_clients[attempts % len(pubsub_clients)]
+        attempts += 1
         pool = pubsub_client.connection_pool
         conn = await pool.get_connection()
         # This pool serves nothing but the broker's single pub/sub connection, so handing the

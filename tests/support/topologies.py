@@ -70,6 +70,8 @@ class ClusterSetup:
             node.extra_args = [
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", str(self.workdir / f"nodes-{node.port}.conf"),
+                # The bus port defaults to port + 10000, past 65535 for a high ephemeral port.
+                "--cluster-port", str(free_port()),
             ]  # fmt: skip
             node.start()
         ports = [f"127.0.0.1:{n.port}" for n in self.nodes]
