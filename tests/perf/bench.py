@@ -173,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     try:
         results = run(servers, scenarios, scale, extra, args.log_dir, args.workers)
+    except BenchTimeout:
+        print(f"stopped: the run took longer than --time-limit {limit:.0f} s", file=sys.stderr)
+        return 2
     finally:
         signal.alarm(0)
     load = "/".join(f"{x:.1f}" for x in os.getloadavg())

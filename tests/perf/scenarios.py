@@ -29,6 +29,7 @@ class Scale:
     s1_seconds: float = 10.0
     s1_max_messages: int = 100_000
     s1_window: int = 20  # messages published but not yet delivered to every subscriber
+    s1_rate: float = 0.0  # messages/s; 0 = as fast as the window allows
     s1_sample_mask: int = 15  # latency of 1 message in 16: keeps the client lean
     s2_subs: int = 2000
     s3_subs: int = 5000
@@ -174,9 +175,11 @@ def fanout(
 
 def s1_saturation(server: Server, scale: Scale) -> dict[str, Any]:
     batch, concurrency = (1, 8) if server.fanout_publish == "http" else (10, 2)
+    if scale.s1_rate:  # paced: one message per publish, so nothing arrives pre-batched
+        batch = 1
     return fanout(
         server, scale, tag="s1", channels=["s1"], subs_per_channel=scale.s1_subs,
-        mode=server.fanout_publish, rate=0.0, seconds=scale.s1_seconds,
+        mode=server.fanout_publish, rate=scale.s1_rate, seconds=scale.s1_seconds,
         max_messages=scale.s1_max_messages, window=scale.s1_window, batch=batch,
         concurrency=concurrency, sample_mask=scale.s1_sample_mask,
     )  # fmt: skip
