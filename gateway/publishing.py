@@ -20,14 +20,8 @@ JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
 
 
-# Redis names its own pub/sub channels "__...": __keyspace@0__:*, __redis__:invalidate,
-# __sentinel__:hello (Sentinel's gossip: addresses and run ids). The naming rule already keeps
-# out the ones with "@"; this keeps out the rest, whatever Redis adds later.
-RESERVED_CHANNEL_PREFIX = "__"
-
-
 def require_channel(name: str) -> str:
-    if not is_valid_channel(name) or name.startswith(RESERVED_CHANNEL_PREFIX):
+    if not is_valid_channel(name):
         raise ClientError(
             400,
             "invalid_channel",

@@ -34,6 +34,7 @@ __all__ = [
     "ENVELOPE_MAGIC",
     "MAX_CHANNEL_LENGTH",
     "PUBLISH_SCRIPT",
+    "RESERVED_CHANNEL_PREFIX",
     "RESERVED_EVENT_PREFIX",
     "ZERO_ID",
     "Envelope",
@@ -93,8 +94,15 @@ class Envelope:
     data: bytes
 
 
+# Redis names its own pub/sub channels "__...": __keyspace@0__:*, __redis__:invalidate,
+# __sentinel__:hello (Sentinel's gossip: addresses and run ids). The pattern already keeps out
+# the ones with "@"; the prefix rule keeps out the rest, whatever Redis adds later.
+RESERVED_CHANNEL_PREFIX: Final = "__"
+
+
 def is_valid_channel(name: str) -> bool:
-    return _CHANNEL_RE.fullmatch(name) is not None
+    """The one channel naming rule, shared by producers and the gateway."""
+    return _CHANNEL_RE.fullmatch(name) is not None and not name.startswith(RESERVED_CHANNEL_PREFIX)
 
 
 RESERVED_EVENT_PREFIX: Final = "gateway."

@@ -22,7 +22,21 @@ def test_valid_channel_names(name: str) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["", "-x", ".x", "a b", "a\nb", "a*", "a?", "__keyspace@0__:foo", "a/b", "ü", "x" * 129, "a,b"],
+    [
+        "",
+        "-x",
+        ".x",
+        "a b",
+        "a\nb",
+        "a*",
+        "a?",
+        "__keyspace@0__:foo",
+        "__redis__:invalidate",
+        "a/b",
+        "ü",
+        "x" * 129,
+        "a,b",
+    ],
 )
 def test_invalid_channel_names(name: str) -> None:
     assert not is_valid_channel(name)
