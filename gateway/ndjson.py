@@ -15,9 +15,9 @@ Divergences, on purpose:
 
 * Keepalives are a JSON line, not an empty one: JSON Lines forbids blank lines and the most common
   consumer (``for line in r.iter_lines(): json.loads(line)``) would trip over one.
-* The response object is sse-starlette's ``EventSourceResponse`` with another media type: with
-  ``ping=0`` and ready-made bytes it adds nothing SSE-specific, and it gives NDJSON streams the
-  very same send timeout, disconnect detection and shutdown grace as SSE ones.
+* The response object is the very one SSE streams use (``gateway/sse.py``), with another media
+  type: it only writes ready-made bytes, so NDJSON streams get the same send timeout, disconnect
+  detection, connection limits and shutdown handling as SSE ones, from the same code.
 * Message lines are encoded lazily, once per message, and cached on the :class:`Event`; a
   multi-channel stream only prefixes its own vector id to the cached tail (as SSE does).
 """
