@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from sse_starlette.sse import AppStatus
+from starlette.types import Receive, Scope, Send
 
 from gateway.api import install_error_handlers, router
 from gateway.auth import Authenticator
@@ -23,7 +24,7 @@ from gateway.auth.http import install_auth_error_handler
 from gateway.broker import create_broker
 from gateway.cors import install_cors
 from gateway.hub import Hub
-from gateway.limits import StreamSlots
+from gateway.limits import RAW_SEND, StreamSlots
 from gateway.logs import RequestIdMiddleware
 from gateway.metrics import Sampler, mark_worker_exited
 from gateway.settings import Settings
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.log(level, line)
         duties = [
             asyncio.create_task(hub.run_heartbeat(settings.keepalive_interval), name="heartbeat"),
+            asyncio.create_task(hub.run_watchdog(settings.send_timeout), name="write-watchdog"),
             asyncio.create_task(_watch_for_shutdown(hub, settings), name="shutdown-watch"),
             asyncio.create_task(sampler.run(), name="metrics-sampler"),
         ]
@@ -69,7 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await broker.close()
             mark_worker_exited()
 
-    app = FastAPI(
+    app = GatewayApp(
+        # FastAPI's native OpenTelemetry asks the global providers on every request whether one
+        # is configured (os.environ look-ups, ~4% of a publish); we export Prometheus instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
         title="SSE Gateway",
         summary="Redis-backed Server-Sent-Events broadcast with exact Last-Event-ID resume",
         version="0.1.0",
@@ -81,6 +86,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
     return app
+
+
+class GatewayApp(FastAPI):
+    """Keeps the server's own ``send`` in the scope (:data:`RAW_SEND`): a stream writes its body
+    with it, past the middleware stack's ``send`` wrappers (three Python calls per write that only
+    ever look at the response start, which still goes through them)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
 async def _watch_for_shutdown(hub: Hub, settings: Settings) -> None:

@@ -111,18 +111,34 @@ class Hub:
         The positions are read and the subscription registered with no await in between, so it
         receives every event after them live. Raises BrokerUnavailable.
         """
+        live = [self._live(channel) for channel in channels]
+        if all(live):  # the usual case under load: no future, gather or shield per join
+            return self._register([state for state in live if state], make_subscription)
         states = [self._pin(channel) for channel in channels]
         try:
             await asyncio.gather(*(asyncio.shield(state.opened) for state in states))
-            subscription = make_subscription({s.name: s.last_id for s in states})
-            for state in states:
-                state.subscribers.add(subscription)
-            self.subscriptions.add(subscription)
-            return subscription
+            return self._register(states, make_subscription)
         finally:
             for state in states:
                 state.joining -= 1
                 self._maybe_release(state)
+
+    def _live(self, channel: str) -> ChannelState | None:
+        state = self._channels.get(channel)
+        if state is not None and state.opened.done() and state.opened.exception() is None:
+            return state
+        return None
+
+    def _register(
+        self,
+        states: list[ChannelState],
+        make_subscription: Callable[[dict[str, str]], Subscription],
+    ) -> Subscription:
+        subscription = make_subscription({s.name: s.last_id for s in states})
+        for state in states:
+            state.subscribers.add(subscription)
+        self.subscriptions.add(subscription)
+        return subscription
 
     def leave(self, subscription: Subscription) -> None:
         self.subscriptions.discard(subscription)
@@ -298,6 +314,18 @@ class Hub:
                 if subscription.idle:
                     subscription.push(KEEPALIVE)
                 subscription.idle = True
+
+    async def run_watchdog(self, send_timeout: float) -> None:
+        """One timer for the whole process instead of a timeout per write: a stream whose current
+        write has waited longer than ``send_timeout`` (a stalled or vanished client) is aborted.
+        Checked every quarter timeout, so it acts between 1 and 1.25 timeouts."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(send_timeout / 4)
+            stuck_since = loop.time() - send_timeout
+            for subscription in list(self.subscriptions):
+                if 0.0 < subscription.writing_since < stuck_since:
+                    subscription.abort("send_timeout")
 
     def drain(self, window: float) -> None:
         """Refuse new streams; close open ones at random moments spread over ``window``."""

@@ -8,33 +8,51 @@ personal quota; this replica is full and another one (or this one, shortly) can 
 kept for nothing: a stream asking for more channels than ``max_channels_per_stream`` is a 400
 (retrying the same request can never succeed).
 
-:class:`StreamResponse` is sse-starlette's ``EventSourceResponse`` with three additions:
+:class:`StreamResponse` replaces sse-starlette's ``EventSourceResponse`` on the hot path. That one
+costs, per connection, an anyio task group with three tasks (stream, disconnect listener, shutdown
+watcher), and per write an anyio cancel scope (its send timeout) under three ``send`` wrappers of
+the middleware stack: about half the CPU of a fan-out and most of the memory of an idle stream.
+Ours is one extra task per stream (the disconnect listener) and a bare ``send`` per write:
 
-* its close callbacks (leave the hub) run however the response ends - normally, cancelled, on a
+* the body is written in the request's own task, straight to the server's ``send`` (the app keeps
+  it in the scope, :data:`RAW_SEND`); only the response start goes through the middlewares;
+* the send timeout is the hub's write watchdog (one timer per process, :meth:`Hub.run_watchdog`):
+  each write stamps ``subscription.writing_since``; one stuck longer than ``send_timeout`` (a
+  stalled or vanished client) aborts the stream quietly and is counted as ``send_timeout``;
+* shutdown is the hub's drain (:mod:`gateway.shutdown`), not a per-connection watcher;
+* HEAD answers the headers with an empty body (the stream never starts);
+* its close callbacks (leave the hub) run however the response ends - normally, aborted, on a
   write error, or before its body iterator ever started (the iterator's own ``finally`` does not
   run then, which would leave the subscription registered in the hub for ever);
-* a write blocked longer than ``send_timeout`` (a stalled or vanished client) ends the stream
-  quietly and is counted, instead of surfacing as an "Exception in ASGI application" traceback;
 * one structured log line and the close-reason counters when the stream ends.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import socket
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING
 
-from sse_starlette.sse import EventSourceResponse, SendTimeoutError
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway import metrics
 from gateway.errors import BrokerUnavailable
 
-__all__ = ["OverCapacity", "StreamResponse", "StreamSlots", "stream_slot"]
+if TYPE_CHECKING:
+    from gateway.subscription import Subscription
+
+__all__ = ["RAW_SEND", "OverCapacity", "StreamResponse", "StreamSlots", "stream_slot"]
 
 log = logging.getLogger("gateway.streams")
+
+# Scope key under which the app (gateway.app) keeps the server's own ``send``.
+RAW_SEND = "gateway.raw_send"
 
 
 class OverCapacity(BrokerUnavailable):
@@ -66,24 +84,53 @@ class StreamSlots:
         return release
 
 
-class StreamResponse(EventSourceResponse):
-    def __init__(self, *args: Any, channels: int = 1, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+class StreamResponse(Response):
+    """An endless response written from ``body`` (ready-made bytes) in the request's own task.
+
+    Headers go out through the whole middleware stack (CORS, request id, error handling all see
+    the response start); body chunks go straight to the server's ``send`` (:data:`RAW_SEND`).
+    ``subscription.abort`` ends the stream from outside - on disconnect, or from the hub's write
+    watchdog - by cancelling this task; that cancellation is ours, so it is taken back here.
+    """
+
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        subscription: Subscription,
+        *,
+        media_type: str,
+        headers: Mapping[str, str],
+        channels: int = 1,
+        nagle: bool = False,
+    ) -> None:
+        super().__init__(media_type=media_type, headers=headers)
+        del self.headers["content-length"]  # Response set 0 for its empty body
+        self.body_iterator = body
+        self.subscription = subscription
         self.on_close: list[Callable[[], None]] = []
-        self.close_reason: Callable[[], str | None] = lambda: None
         self._channels = channels
+        self._nagle = nagle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.monotonic()
         metrics.STREAMS_OPENED.inc()
-        reason = "error"  # unless it returns or times out below (a cancellation re-raises)
+        subscription = self.subscription
+        reason = "error"  # unless it ends below; a cancellation not ours re-raises
         try:
-            await super().__call__(scope, receive, send)
+            if scope["method"] == "HEAD":  # headers only: an endless body would never complete
+                await self._start(send)
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            else:
+                await self._stream(scope, receive, send)
             reason = "client"
-        except SendTimeoutError:
-            reason = "send_timeout"
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not subscription.aborted or task is None or task.uncancel() > 0:
+                raise
         finally:
-            reason = self.close_reason() or reason  # ours (slow, shutdown, ...) comes first
+            subscription.task = None  # no abort may land in the code that runs after us
+            reason = subscription.close_reason or reason  # ours (slow, shutdown, ...) first
+            await _close(self.body_iterator)
             for callback in self.on_close:
                 callback()
             metrics.stream_closed(reason)
@@ -92,6 +139,57 @@ class StreamResponse(EventSourceResponse):
                 "stream closed",
                 extra={"reason": reason, "seconds": elapsed, "channels": self._channels},
             )
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw_send: Send = scope.get(RAW_SEND, send)
+        await self._start(send)
+        if self._nagle:
+            _allow_nagle(raw_send)
+        subscription = self.subscription
+        subscription.task = asyncio.current_task()
+        watcher = asyncio.create_task(_watch_disconnect(receive, subscription))
+        loop = asyncio.get_running_loop()
+        try:
+            async for chunk in self.body_iterator:
+                subscription.writing_since = loop.time()
+                await raw_send({"type": "http.response.body", "body": chunk, "more_body": True})
+                subscription.writing_since = 0.0
+            await raw_send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            subscription.task = None
+            watcher.cancel()
+
+    async def _start(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+
+
+async def _watch_disconnect(receive: Receive, subscription: Subscription) -> None:
+    """The one extra task per stream: uvicorn's ``send`` returns quietly once the peer is gone,
+    so only ``receive`` tells us (the heartbeat would write into the void for ever)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    subscription.abort("client")
+
+
+async def _close(body: AsyncIterator[bytes]) -> None:
+    """Run the body generator's ``finally`` (leave the hub, cancel timers) however we ended:
+    after a cancelled write it is still suspended at its ``yield``."""
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+def _allow_nagle(raw_send: Send) -> None:
+    """Turn Nagle back on for this connection (asyncio and uvloop set TCP_NODELAY on every one).
+
+    The transport is reached through uvicorn's ``RequestResponseCycle`` (the bound ``send``); under
+    another server there is none and the setting does nothing.
+    """
+    transport = getattr(getattr(raw_send, "__self__", None), "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
 
 
 async def stream_slot(request: Request) -> AsyncIterator[None]:

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         10.0, gt=0, description="a write blocked this long drops the client"
     )
     unsubscribe_delay: float = Field(1.0, ge=0, description="re-check before the last UNSUBSCRIBE")
+    tcp_nodelay: bool = Field(
+        True,
+        description="false turns Nagle back on for streams: fewer packets under load, up to one "
+        "RTT more latency (docs/performance.md)",
+    )
 
     # Publishing
     max_body_bytes: int = Field(1 << 20, ge=1, description="largest publish request body")

@@ -1,14 +1,15 @@
-"""Adapting a subscription to an ``EventSourceResponse``: preamble, replay, live, farewell.
+"""Adapting a subscription to a :class:`~gateway.limits.StreamResponse`: preamble, replay, live,
+farewell.
 
-Divergences from sse-starlette's defaults, on purpose:
+Divergences from sse-starlette, on purpose:
 
-* ``ping=0``: no per-connection ping task. The hub runs one process-wide heartbeat that pushes a
-  shared comment frame into every idle stream (cheaper than a timer per connection).
+* No per-connection ping task, send-timeout scope or shutdown watcher (see gateway.limits). The
+  hub runs one process-wide heartbeat that pushes a shared comment frame into every idle stream
+  (cheaper than a timer per connection) and one write watchdog.
 * The body iterator yields ready-made bytes: frames are encoded once per message by the hub,
   and whatever is waiting for a client is coalesced into one write.
 * Shutdown is ours: on SIGTERM the hub closes streams at random moments over ``drain_window``,
   each with a short random ``retry:`` hint, so clients do not all reconnect in the same second.
-  sse-starlette's grace period is set just longer than that window as a backstop.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-
-from sse_starlette.sse import EventSourceResponse
 
 from gateway.broker.base import Broker
 from gateway.cursor import parse_last_event_id
@@ -36,6 +35,9 @@ from publisher.wire import parse_stream_id
 __all__ = ["StreamPlan", "open_stream"]
 
 log = logging.getLogger("gateway.sse")
+
+# sse-starlette's set: no caching, and no buffering in nginx-style proxies.
+HEADERS = {"Cache-Control": "no-store", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 
 
 class StreamPlan:
@@ -59,7 +61,7 @@ async def open_stream(
     accept: str | None = None,
     *,
     expires_at: float | None = None,
-) -> EventSourceResponse:
+) -> StreamResponse:
     """Join the hub at the client's positions; answer with the stream. Raises BrokerUnavailable.
 
     ``Accept: application/x-ndjson`` gets the same stream as NDJSON lines (:mod:`gateway.ndjson`).
@@ -88,16 +90,14 @@ async def open_stream(
         plan.gaps = [Gap(channel, "malformed", plan.heads[channel]) for channel in channels]
     response = StreamResponse(
         _stream(hub, subscription, plan, settings),
+        subscription,
         channels=len(channels),
         media_type=renderer.media_type,
-        ping=0,
-        send_timeout=settings.send_timeout,
-        shutdown_grace_period=settings.drain_window + 1.0,
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        headers=HEADERS,
+        nagle=not settings.tcp_nodelay,
     )
     # Also when the body never starts (HEAD): the generator's own finally would not run then.
     response.on_close.append(lambda: hub.leave(subscription))
-    response.close_reason = lambda: subscription.close_reason
     return response
 
 

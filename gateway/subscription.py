@@ -44,6 +44,7 @@ class Subscription:
         "_keys",
         "_queue",
         "_waiter",
+        "aborted",
         "channels",
         "close_reason",
         "idle",
@@ -52,6 +53,8 @@ class Subscription:
         "max_messages",
         "multi",
         "renderer",
+        "task",
+        "writing_since",
     )
 
     def __init__(
@@ -77,6 +80,10 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self.close_reason: str | None = None
         self.idle = True
+        # Set by the stream's response while it streams (gateway.limits.StreamResponse):
+        self.task: asyncio.Task[None] | None = None  # the task writing to the client
+        self.writing_since = 0.0  # loop time the current write began; 0.0 between writes
+        self.aborted = False
 
     # -- producer side (the hub; synchronous, never blocks) ---------------------------------
 
@@ -98,6 +105,15 @@ class Subscription:
             self._queue.clear()
             self._bytes = 0
             self._wake()
+
+    def abort(self, reason: str) -> None:
+        """End the stream now, even in the middle of a write (a vanished client, a write stuck past
+        the send timeout): close, then cancel the task writing to the client. Once only."""
+        self.close(reason)
+        task = self.task
+        if task is not None and not self.aborted:
+            self.aborted = True
+            task.cancel()
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -12,7 +12,7 @@ from sse_starlette.sse import EventSourceResponse
 from gateway.api.deps import BrokerDep, HubDep, SettingsDep
 from gateway.auth.http import GrantDep
 from gateway.errors import BrokerUnavailable, ClientError
-from gateway.limits import stream_slot
+from gateway.limits import StreamResponse, stream_slot
 from gateway.metrics import CONTENT_TYPE_LATEST, render
 from gateway.publishing import parse_batch, read_body, require_channel
 from gateway.sse import open_stream
@@ -57,7 +57,7 @@ async def subscribe_one(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
     accept: Annotated[str | None, Header()] = None,
-) -> EventSourceResponse:
+) -> StreamResponse:
     """One channel as text/event-stream (or NDJSON lines for ``Accept: application/x-ndjson``);
     resumes from Last-Event-ID (header wins over query)."""
     channels = (require_channel(channel),)
@@ -78,7 +78,7 @@ async def subscribe_many(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
     accept: Annotated[str | None, Header()] = None,
-) -> EventSourceResponse:
+) -> StreamResponse:
     """Several channels on one stream: ``?channel=a&channel=b``."""
     channels = tuple(dict.fromkeys(channel))  # de-duplicated, order kept
     if not channels:
@@ -101,7 +101,7 @@ async def _open(
     channels: tuple[str, ...],
     last_event_id: str | None,
     accept: str | None,
-) -> EventSourceResponse:
+) -> StreamResponse:
     # Rights are checked before joining, so a resume replays only channels this token may read.
     grant.require("subscribe", channels)
     if hub.draining:
