@@ -11,7 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import fakeredis
 import redis.asyncio
 import redis.exceptions
 from redis.backoff import NoBackoff
@@ -59,6 +58,8 @@ def create_broker(settings: Settings) -> RedisBroker:
 
 
 def _embedded_clients() -> tuple[Any, Any]:
+    import fakeredis  # imported here: only the embedded mode pays for it
+
     server = fakeredis.FakeServer()
     return fakeredis.FakeAsyncRedis(server=server), fakeredis.FakeAsyncRedis(server=server)
 
