@@ -58,7 +58,7 @@ def serve(settings: Settings) -> int:
     """``uvicorn.run`` spelled out, because we bind the listening socket ourselves: accepted
     connections inherit its TCP_USER_TIMEOUT (see :func:`_listen`)."""
     config = uvicorn.Config(
-        "gateway.app:create_app",
+        "gateway.app:server_app",
         factory=True,
         host=settings.host,
         port=settings.port,
