@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["REQUEST_ID", "JsonFormatter", "RequestIdMiddleware", "logging_config"]
+__all__ = ["REQUEST_ID", "JsonFormatter", "RequestIdMiddleware", "logging_config", "request_id_for"]
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
@@ -97,7 +97,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = _request_id(scope)
+        request_id = request_id_for(scope)
         token = REQUEST_ID.set(request_id)
         header = (_HEADER, request_id.encode())
 
@@ -112,7 +112,8 @@ class RequestIdMiddleware:
             REQUEST_ID.reset(token)
 
 
-def _request_id(scope: Scope) -> str:
+def request_id_for(scope: Scope) -> str:
+    """The client's ``X-Request-ID`` when it is a sane token, else a fresh one."""
     for name, value in scope.get("headers", ()):
         if name == _HEADER and _VALID_ID.fullmatch(value):
             return str(value.decode())

@@ -1,0 +1,143 @@
+"""The lean subscribe path (gateway.api.fast) answers exactly as the full FastAPI routes do: the
+same status, headers and first bytes for the requests it serves, and it leaves every other request
+(errors, HEAD, CORS) to the routes. Driven in-process on the embedded store, both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from gateway.app import GatewayApp, create_app
+from gateway.settings import Settings
+
+SECRET = secrets.token_hex(32)
+
+
+@pytest.fixture
+async def app() -> AsyncIterator[GatewayApp]:
+    app = create_app(Settings(max_channels_per_stream=3))
+    assert isinstance(app, GatewayApp)
+    async with app.router.lifespan_context(app) as state:
+        app.state_for_tests = state  # type: ignore[attr-defined]
+        yield app
+
+
+def _scope(app: Any, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]]):
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"gw"), (b"x-request-id", b"req-1"), *headers],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+        "state": dict(app.state_for_tests),
+    }
+
+
+async def _exchange(app: Any, method: str, path: str, query: bytes = b"", headers=()):
+    """The response start and the first body bytes; then the client hangs up."""
+    hang_up = asyncio.Event()
+    first_body: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        await hang_up.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body" and not first_body.done():
+            first_body.set_result(None)
+
+    task = asyncio.create_task(app(_scope(app, method, path, query, list(headers)), receive, send))
+    await asyncio.wait_for(first_body, 5)
+    hang_up.set()
+    await asyncio.wait_for(task, 5)
+    return sent[0]["status"], sent[0]["headers"], sent[1]["body"]
+
+
+async def _both_ways(app: Any, *request: Any) -> tuple[Any, Any, bool]:
+    fast = app.fast_subscribe
+    served: list[bool] = []
+    original = fast.open
+
+    async def spy(scope: Any) -> Any:
+        response = await original(scope)
+        served.append(response is not None)
+        return response
+
+    fast.open = spy
+    lean = await _exchange(app, *request)
+    app.fast_subscribe = None
+    try:
+        full = await _exchange(app, *request)
+    finally:
+        app.fast_subscribe = fast
+    return lean, full, served == [True]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ("GET", "/subscribe/orders"),
+        ("GET", "/subscribe", b"channel=a&channel=b&channel=a"),
+        ("GET", "/subscribe/orders", b"lastEventId=0-0"),
+        ("GET", "/subscribe/orders", b"", [(b"last-event-id", b"not-an-id")]),
+        ("GET", "/subscribe/orders", b"", [(b"accept", b"application/x-ndjson")]),
+    ],
+)
+async def test_lean_path_serves_a_stream_exactly_as_the_routes_do(app, request_):
+    lean, full, served = await _both_ways(app, *request_)
+    assert served, "the lean path should have served this request"
+    assert lean == full
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ("GET", "/subscribe/__redis__"),  # invalid channel: 400
+        ("GET", "/subscribe", b""),  # no channel: 400
+        ("GET", "/subscribe", b"channel=a&channel=b&channel=c&channel=d"),  # too many: 400
+        ("GET", "/subscribe/a/b"),  # no such route: 404
+        ("GET", "/subscribe/", b""),  # redirect
+        ("HEAD", "/subscribe/orders"),  # 405
+        ("POST", "/subscribe/orders"),  # 405
+    ],
+)
+async def test_everything_else_is_left_to_the_routes(app, request_):
+    lean, full, served = await _both_ways(app, *request_)
+    assert not served
+    assert lean == full and lean[0] != 200
+
+
+async def test_a_refused_token_gets_the_routes_401():
+    app = create_app(Settings(jwt_secret=SECRET))
+    async with app.router.lifespan_context(app) as state:
+        app.state_for_tests = state  # type: ignore[attr-defined]
+        headers = [(b"authorization", b"Bearer nonsense")]
+        lean, full, served = await _both_ways(app, "GET", "/subscribe/orders", b"", headers)
+        assert not served and lean == full and lean[0] == 401
+        lean, full, served = await _both_ways(app, "GET", "/subscribe/orders")
+        assert not served and lean == full and lean[0] == 401
+
+
+async def test_cross_origin_requests_take_the_full_stack_when_cors_is_on():
+    app = create_app(Settings(cors_origins="https://app.example"))
+    async with app.router.lifespan_context(app) as state:
+        app.state_for_tests = state  # type: ignore[attr-defined]
+        origin = [(b"origin", b"https://app.example")]
+        lean, full, served = await _both_ways(app, "GET", "/subscribe/orders", b"", origin)
+        assert not served and lean == full
+        assert (b"access-control-allow-origin", b"https://app.example") in lean[1]
+        _, _, served = await _both_ways(app, "GET", "/subscribe/orders")
+        assert served
