@@ -173,12 +173,8 @@ def _timeout(connect: float, read: float | None) -> httpx.Timeout:
     return httpx.Timeout(connect, read=read, write=connect, pool=connect)
 
 
-class Subscriber:
-    """Blocking iterator of :class:`Message` and :class:`Gap` items; see the module docstring.
-
-    ``read_timeout`` must exceed the gateway's keepalive interval (15 s by default): a stream
-    silent for longer is taken as dead and reconnected. Iterate and close from one thread.
-    """
+class _SubscriberBase:
+    """The options and state both subscribers share; each adds its own client and iteration."""
 
     def __init__(
         self,
@@ -202,14 +198,35 @@ class Subscriber:
             headers=headers,
         )  # fmt: skip
         self._strict = strict
-        self._client = httpx.Client(timeout=_timeout(connect_timeout, read_timeout))
-        self._items = self._run()
+        self._timeout = _timeout(connect_timeout, read_timeout)
         self._closed = False
+        self._open()
+
+    def _open(self) -> None:
+        """Make the HTTP client and the item generator (sync or async)."""
+        raise NotImplementedError
 
     @property
     def last_event_id(self) -> str | None:
         """The position after the last item handed out: pass it to resume elsewhere."""
         return self._session.last_event_id
+
+    def _checked(self, item: Item) -> Item:
+        if self._strict and isinstance(item, Gap):
+            raise GapError(item)
+        return item
+
+
+class Subscriber(_SubscriberBase):
+    """Blocking iterator of :class:`Message` and :class:`Gap` items; see the module docstring.
+
+    ``read_timeout`` must exceed the gateway's keepalive interval (15 s by default): a stream
+    silent for longer is taken as dead and reconnected. Iterate and close from one thread.
+    """
+
+    def _open(self) -> None:
+        self._client = httpx.Client(timeout=self._timeout)
+        self._items = self._run()
 
     def __iter__(self) -> Subscriber:
         return self
@@ -217,10 +234,7 @@ class Subscriber:
     def __next__(self) -> Item:
         if self._closed:
             raise StopIteration
-        item = next(self._items)
-        if self._strict and isinstance(item, Gap):
-            raise GapError(item)
-        return item
+        return self._checked(next(self._items))
 
     def _run(self) -> Generator[Item, None, None]:
         session = self._session
@@ -258,41 +272,15 @@ class Subscriber:
         self.close()
 
 
-class AsyncSubscriber:
+class AsyncSubscriber(_SubscriberBase):
     """The asyncio twin of :class:`Subscriber`: ``async for item in sub``, ``await sub.aclose()``.
 
     Iterate from one task at a time.
     """
 
-    def __init__(
-        self,
-        url: str | Sequence[str],
-        channels: str | Sequence[str],
-        *,
-        last_event_id: str | None = None,
-        token: Token | None = None,
-        format: Format = "sse",
-        strict: bool = False,
-        retry_initial: float = 1.0,
-        retry_max: float = 30.0,
-        max_retries: int | None = None,
-        connect_timeout: float = 10.0,
-        read_timeout: float | None = 60.0,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self._session = _Session(
-            url, channels, last_event_id=last_event_id, token=token, format=format,
-            retry_initial=retry_initial, retry_max=retry_max, max_retries=max_retries,
-            headers=headers,
-        )  # fmt: skip
-        self._strict = strict
-        self._client = httpx.AsyncClient(timeout=_timeout(connect_timeout, read_timeout))
+    def _open(self) -> None:
+        self._client = httpx.AsyncClient(timeout=self._timeout)
         self._items = self._run()
-        self._closed = False
-
-    @property
-    def last_event_id(self) -> str | None:
-        return self._session.last_event_id
 
     def __aiter__(self) -> AsyncSubscriber:
         return self
@@ -300,10 +288,7 @@ class AsyncSubscriber:
     async def __anext__(self) -> Item:
         if self._closed:
             raise StopAsyncIteration
-        item = await anext(self._items)
-        if self._strict and isinstance(item, Gap):
-            raise GapError(item)
-        return item
+        return self._checked(await anext(self._items))
 
     async def _run(self) -> AsyncGenerator[Item, None]:
         session = self._session
