@@ -3,5 +3,5 @@
 # embedded store, so nothing else needs to be installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/venv.sh
+source scripts/venv.sh ""  # an explicit (empty) extras argument: sourcing passes ours on otherwise
 exec sse-gateway "$@"
