@@ -21,7 +21,7 @@ from sse_starlette.sse import AppStatus
 from starlette.types import Receive, Scope, Send
 
 from gateway.api import install_error_handlers, router
-from gateway.api.fast import FastSubscribe
+from gateway.api.fast import FastPaths
 from gateway.auth import Authenticator
 from gateway.auth.http import install_auth_error_handler
 from gateway.broker import create_broker
@@ -95,7 +95,9 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     install_error_handlers(app)
     install_auth_error_handler(app)
     install_cors(app, settings)
-    app.fast_subscribe = FastSubscribe(cors=bool(settings.cors_origin_list))
+    app.fast_paths = FastPaths(
+        cors=bool(settings.cors_origin_list), handlers=app.exception_handlers
+    )
     app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
     return app
@@ -105,36 +107,21 @@ class GatewayApp(FastAPI):
     """Keeps the server's own ``send`` in the scope (:data:`RAW_SEND`): a stream writes its body
     with it, past the middleware stack's ``send`` wrappers (three Python calls per write that only
     ever look at the response start, which still goes through them). And serves the common
-    subscribe request on the lean path (:mod:`gateway.api.fast`) when one is set."""
+    subscribe and publish requests on the lean paths (:mod:`gateway.api.fast`)."""
 
-    fast_subscribe: FastSubscribe | None = None
+    fast_paths: FastPaths | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope[RAW_SEND] = send
-        fast = self.fast_subscribe
-        if (
-            fast is not None
-            and fast.wants(scope)
-            and await _fast_stream(fast, scope, receive, send)
-        ):
-            return
+        if self.fast_paths is not None and scope["type"] == "http":
+            # What RequestIdMiddleware does: the id in every log line, echoed back.
+            token = REQUEST_ID.set(request_id_for(scope))
+            try:
+                if await self.fast_paths.serve(scope, receive, send):
+                    return
+            finally:
+                REQUEST_ID.reset(token)
         await super().__call__(scope, receive, send)
-
-
-async def _fast_stream(fast: FastSubscribe, scope: Scope, receive: Receive, send: Send) -> bool:
-    """Serve a subscribe request on the lean path; False (nothing sent) when the full stack must
-    answer it. Does what RequestIdMiddleware does: the id in every log line, echoed back."""
-    request_id = request_id_for(scope)
-    token = REQUEST_ID.set(request_id)
-    try:
-        response = await fast.open(scope)
-        if response is None:
-            return False
-        response.raw_headers.append((b"x-request-id", request_id.encode()))
-        await response(scope, receive, send)
-        return True
-    finally:
-        REQUEST_ID.reset(token)
 
 
 async def _watch_for_shutdown(hub: Hub, settings: Settings) -> None:

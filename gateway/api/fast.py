@@ -1,47 +1,104 @@
-"""The lean path for the common subscribe request: a well-formed GET that opens a stream.
+"""Lean paths for the two hot requests: a subscribe that opens a stream, and a publish.
 
 FastAPI resolves a dozen parameters and dependencies per request, opens three ``AsyncExitStack``s
-and keeps some twenty coroutine frames of its middleware stack alive for the whole life of the
-response. For the endpoint that opens thousands of long-lived streams that was most of the CPU of
-connecting and ~12 KiB of every idle stream (docs/performance.md).
+and runs eight middleware layers; a stream keeps some twenty of their coroutine frames alive for
+its whole life. For subscribe that was most of the CPU of connecting and ~12 KiB of every idle
+stream; for a single-message publish, more than half of its CPU (docs/performance.md).
 
-This path answers only what it can answer exactly as the routes in :mod:`gateway.api.routes` do:
-a GET it can parse, allowed, on a gateway with room, that opens its stream. Anything else - an
-error to report, HEAD, a cross-origin request while CORS is on, a Redis failure while joining -
-goes to the full stack untouched, which gives the documented answer. So the routes stay the one
-definition of the API and of its OpenAPI schema; this only shortcuts their successful case. What
-it reads, it reads with the same Starlette classes FastAPI uses (``QueryParams``, ``Headers``).
+These paths answer only what they can answer exactly as the routes in :mod:`gateway.api.routes`
+do. Each first decides, without reading the body, whether the request is ordinary: a channel it
+can parse, rights that allow it, a same-origin request (or CORS off). Anything else - HEAD, a
+cross-origin request while CORS is on, any error found before the body is read - goes to the full
+stack untouched, which gives the documented answer. Past that point a publish answers its own
+errors, through the app's own exception handlers. So the routes stay the one definition of the
+API and of its OpenAPI schema; tests/unit/test_api_fast.py holds the two paths to the same answers.
+What they read, they read with the classes FastAPI uses (``QueryParams``, ``Headers``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi.responses import JSONResponse
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
-from starlette.types import Scope
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from gateway.errors import GatewayError
 from gateway.limits import StreamResponse
-from gateway.publishing import require_channel
+from gateway.logs import REQUEST_ID
+from gateway.publishing import parse_batch, read_body, require_channel
 from gateway.settings import Settings
 from gateway.sse import open_stream
 
-__all__ = ["FastSubscribe"]
+__all__ = ["FastPaths"]
 
 PREFIX = "/subscribe"
+PUBLISH_PREFIX = "/publish/"
+MAX_PARAM = 512  # the routes' max_length on the channel path and the event query
 
 
-class FastSubscribe:
-    def __init__(self, *, cors: bool) -> None:
+class FastPaths:
+    """Called by the app before its middleware stack. The caller has set the request id."""
+
+    def __init__(self, *, cors: bool, handlers: Mapping[Any, Any]) -> None:
         self._cors = cors  # CORS responses carry headers only the middleware adds
+        self._handlers = handlers  # the app's exception handlers, for the errors a publish finds
 
-    def wants(self, scope: Scope) -> bool:
-        return (
-            scope["type"] == "http"
-            and scope["method"] == "GET"
-            and scope["path"].startswith(PREFIX)
-            and not scope.get("root_path")
-            and not (self._cors and any(name == b"origin" for name, _ in scope["headers"]))
+    async def serve(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Answer the request; False (nothing read or sent) when the full stack must."""
+        if scope["type"] != "http" or scope.get("root_path"):
+            return False
+        if self._cors and any(name == b"origin" for name, _ in scope["headers"]):
+            return False
+        method, path = scope["method"], scope["path"]
+        response: Response | None = None
+        if method == "GET" and path.startswith(PREFIX):
+            response = await self.open(scope)
+        elif method == "POST" and path.startswith(PUBLISH_PREFIX):
+            response = await self.publish(scope, receive)
+        if response is None:
+            return False
+        response.raw_headers.append((b"x-request-id", str(REQUEST_ID.get()).encode()))
+        await response(scope, receive, send)
+        return True
+
+    async def publish(self, scope: Scope, receive: Receive) -> Response | None:
+        """The publish route's answer, or None (nothing read) when the routes must give it."""
+        state = scope["state"]
+        settings: Settings = state["settings"]
+        request = Request(scope, receive)
+        name = scope["path"][len(PUBLISH_PREFIX) :]
+        event = request.query_params.get("event")
+        if "/" in name or len(name) > MAX_PARAM or (event is not None and len(event) > MAX_PARAM):
+            return None
+        try:
+            channel = require_channel(name)
+            state["auth"].authenticate(request).require("publish", (channel,))
+        except GatewayError:
+            return None
+        try:
+            body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+            is_batch, batch = parse_batch(
+                request.headers.get("content-type"), body, event, settings.max_batch_messages
+            )
+            ids = await state["broker"].publish(channel, batch)
+        except GatewayError as exc:
+            return await self._error(request, exc)
+        content = (
+            {"channel": channel, "ids": ids} if is_batch else {"channel": channel, "id": ids[0]}
         )
+        return JSONResponse(content, status_code=202)
+
+    async def _error(self, request: Request, exc: GatewayError) -> Response:
+        for cls in type(exc).__mro__:  # as Starlette's ExceptionMiddleware picks a handler
+            handler = self._handlers.get(cls)
+            if handler is not None:
+                response: Response = await handler(request, exc)
+                return response
+        raise exc
 
     async def open(self, scope: Scope) -> StreamResponse | None:
         """The stream the routes would open for this request, or None: let them answer."""

@@ -5,6 +5,8 @@ same status, headers and first bytes for the requests it serves, and it leaves e
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +21,7 @@ SECRET = secrets.token_hex(32)
 
 @pytest.fixture
 async def app() -> AsyncIterator[GatewayApp]:
-    app = create_app(Settings(max_channels_per_stream=3))
+    app = create_app(Settings(max_channels_per_stream=3, max_body_bytes=1000))
     assert isinstance(app, GatewayApp)
     async with app.router.lifespan_context(app) as state:
         app.state_for_tests = state  # type: ignore[attr-defined]
@@ -44,13 +46,16 @@ def _scope(app: Any, method: str, path: str, query: bytes, headers: list[tuple[b
     }
 
 
-async def _exchange(app: Any, method: str, path: str, query: bytes = b"", headers=()):
+async def _exchange(app: Any, method: str, path: str, query: bytes = b"", headers=(), body=b""):
     """The response start and the first body bytes; then the client hangs up."""
     hang_up = asyncio.Event()
+    request = [{"type": "http.request", "body": body, "more_body": False}]
     first_body: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
+        if request:
+            return request.pop()
         await hang_up.wait()
         return {"type": "http.disconnect"}
 
@@ -67,22 +72,21 @@ async def _exchange(app: Any, method: str, path: str, query: bytes = b"", header
 
 
 async def _both_ways(app: Any, *request: Any) -> tuple[Any, Any, bool]:
-    fast = app.fast_subscribe
+    fast = app.fast_paths
     served: list[bool] = []
-    original = fast.open
+    original = fast.serve
 
-    async def spy(scope: Any) -> Any:
-        response = await original(scope)
-        served.append(response is not None)
-        return response
+    async def spy(*args: Any) -> bool:
+        served.append(await original(*args))
+        return served[-1]
 
-    fast.open = spy
+    fast.serve = spy
     lean = await _exchange(app, *request)
-    app.fast_subscribe = None
+    app.fast_paths = None
     try:
         full = await _exchange(app, *request)
     finally:
-        app.fast_subscribe = fast
+        app.fast_paths = fast
     return lean, full, served == [True]
 
 
@@ -141,3 +145,61 @@ async def test_cross_origin_requests_take_the_full_stack_when_cors_is_on():
         assert (b"access-control-allow-origin", b"https://app.example") in lean[1]
         _, _, served = await _both_ways(app, "GET", "/subscribe/orders")
         assert served
+
+
+JSON = [(b"content-type", b"application/json")]
+NDJSON = [(b"content-type", b"application/x-ndjson")]
+
+
+def _masked(answer: tuple[int, list[Any], bytes]) -> tuple[int, list[Any], Any]:
+    """Stream ids differ between two publishes; everything else must not."""
+    status, headers, body = answer
+    parsed = json.loads(body)
+    for key in ("id", "ids"):
+        if key in parsed:
+            parsed[key] = re.sub(r"\d+-\d+", "ID", json.dumps(parsed[key]))
+    return status, headers, parsed
+
+
+@pytest.mark.parametrize(
+    ("request_", "status"),
+    [
+        (("POST", "/publish/orders", b"", JSON, b'{"a": [1, 2]}'), 202),
+        (("POST", "/publish/orders", b"event=created", NDJSON, b'{"a":1}\n\n{"b":2}\n'), 202),
+        (("POST", "/publish/orders", b"", JSON, b'{"a": '), 400),  # invalid JSON
+        (("POST", "/publish/orders", b"", JSON, b" "), 400),  # empty
+        (("POST", "/publish/orders", b"", NDJSON, b"\n"), 400),  # no messages
+        (("POST", "/publish/orders", b"", [(b"content-type", b"text/plain")], b"1"), 415),
+        (("POST", "/publish/orders", b"", JSON, b"[" + b"1," * 600 + b"1]"), 413),
+        (("POST", "/publish/orders", b"event=gateway.gap", JSON, b"{}"), 400),  # reserved
+    ],
+)
+async def test_lean_path_publishes_and_refuses_exactly_as_the_route_does(app, request_, status):
+    lean, full, served = await _both_ways(app, *request_)
+    assert served, "the lean path should have answered this request"
+    assert lean[0] == status
+    assert _masked(lean) == _masked(full)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ("POST", "/publish/__keyspace", b"", JSON, b"{}"),  # invalid channel: 400
+        ("POST", "/publish/a/b", b"", JSON, b"{}"),  # no such route: 404
+        ("POST", "/publish/" + "a" * 513, b"", JSON, b"{}"),  # over the path's max_length
+        ("POST", "/publish/orders", b"event=" + b"e" * 513, JSON, b"{}"),  # over max_length
+        ("GET", "/publish/orders"),  # 405
+    ],
+)
+async def test_publish_errors_found_before_the_body_are_left_to_the_route(app, request_):
+    lean, full, served = await _both_ways(app, *request_)
+    assert not served
+    assert lean == full and lean[0] >= 400
+
+
+async def test_an_anonymous_publish_with_auth_on_gets_the_routes_401():
+    app = create_app(Settings(jwt_secret=SECRET))
+    async with app.router.lifespan_context(app) as state:
+        app.state_for_tests = state  # type: ignore[attr-defined]
+        lean, full, served = await _both_ways(app, "POST", "/publish/orders", b"", JSON, b"{}")
+        assert not served and lean == full and lean[0] == 401
