@@ -89,15 +89,19 @@ class Subscription:
     # -- producer side (the hub; synchronous, never blocks) ---------------------------------
 
     def push(self, item: Item) -> None:
+        # Runs once per subscriber per message: the size and the wake-up are inlined on purpose.
         if self.close_reason is not None:
             return
-        self._queue.append(item)
-        self._bytes += _size(item)
+        queue = self._queue
+        queue.append(item)
+        self._bytes += len(item.frame) if type(item) is Event else _size(item)
         self.idle = False
-        if len(self._queue) > self.max_messages or self._bytes > self.max_bytes:
+        if len(queue) > self.max_messages or self._bytes > self.max_bytes:
             self.close("slow")
             return
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def close(self, reason: str) -> None:
         """End the stream after what is already written; drop everything still buffered."""
@@ -158,6 +162,8 @@ class Subscription:
                 yield chunk
 
     def render(self, items: list[Item]) -> bytes:
+        if len(items) == 1 and type(items[0]) is Event:  # the usual case below saturation
+            return self._render_event(items[0]) or b""
         out: list[bytes] = []
         for item in items:
             if isinstance(item, Event):
