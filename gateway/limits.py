@@ -15,7 +15,9 @@ the middleware stack: about half the CPU of a fan-out and most of the memory of 
 Ours is one extra task per stream (the disconnect listener) and a bare ``send`` per write:
 
 * the body is written in the request's own task, straight to the server's ``send`` (the app keeps
-  it in the scope, :data:`RAW_SEND`); only the response start goes through the middlewares;
+  it in the scope, :data:`RAW_SEND`); only the response start goes through the middlewares. Live
+  events are written without even that task while it is parked and the socket is writable
+  (:class:`_UvicornWriter`, ``Subscription._flush``): no task step per subscriber per message;
 * the send timeout is the hub's write watchdog (one timer per process, :meth:`Hub.run_watchdog`):
   each write stamps ``subscription.writing_since``; one stuck longer than ``send_timeout`` (a
   stalled or vanished client) aborts the stream quietly and is counted as ``send_timeout``;
@@ -35,12 +37,12 @@ import functools
 import logging
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, cast
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from gateway import metrics
 from gateway.errors import BrokerUnavailable
@@ -151,6 +153,7 @@ class StreamResponse(Response):
             _allow_nagle(raw_send)
         subscription = self.subscription
         subscription.task = asyncio.current_task()
+        subscription.direct = _UvicornWriter.for_send(raw_send, subscription)
         watcher = asyncio.create_task(_watch_disconnect(receive, subscription))
         loop = asyncio.get_running_loop()
         try:
@@ -161,6 +164,7 @@ class StreamResponse(Response):
             await raw_send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             subscription.task = None
+            subscription.direct = None
             watcher.cancel()
 
     async def _start(self, send: Send) -> None:
@@ -173,6 +177,44 @@ def _raw_headers(media_type: str, headers: tuple[tuple[str, str], ...]) -> tuple
     then shares the same byte strings instead of holding its own (~0.5 KiB each)."""
     encoded = Response(media_type=media_type, headers=dict(headers)).raw_headers
     return tuple(header for header in encoded if header[0] != b"content-length")  # endless body
+
+
+class _UvicornWriter:
+    """Writes a chunk from outside the stream's task (``Subscription._flush``), without a wake-up.
+
+    uvicorn's ``send`` for a body chunk only ever waits when the transport asked it to stop writing
+    (``flow.write_paused``); checked first, it completes synchronously, so it is driven here with
+    one ``coro.send(None)``. Under any other server there is no such guarantee and no writer: the
+    task writes everything.
+    """
+
+    __slots__ = ("_flow", "_send", "_subscription")
+
+    def __init__(self, flow: Any, send: Send, subscription: Subscription) -> None:
+        self._flow, self._send, self._subscription = flow, send, subscription
+
+    @classmethod
+    def for_send(cls, send: Send, subscription: Subscription) -> _UvicornWriter | None:
+        flow = getattr(getattr(send, "__self__", None), "flow", None)
+        if flow is None or not isinstance(getattr(flow, "write_paused", None), bool):
+            return None
+        return cls(flow, send, subscription)
+
+    def writable(self) -> bool:
+        return not self._flow.write_paused
+
+    def write(self, chunk: bytes) -> None:
+        message: Message = {"type": "http.response.body", "body": chunk, "more_body": True}
+        coro = cast(Coroutine[Any, Any, None], self._send(message))
+        try:
+            coro.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            log.exception("direct write failed")
+        else:  # it would have waited: never when writable() said so; end the stream cleanly
+            coro.close()
+        self._subscription.abort("error")
 
 
 async def _watch_disconnect(receive: Receive, subscription: Subscription) -> None:

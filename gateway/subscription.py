@@ -1,8 +1,10 @@
 """One client's bounded buffer and cursor.
 
 The hub calls :meth:`Subscription.push` synchronously for every event; it never waits for the
-client. The client's own task drains the buffer, turning everything waiting into *one* write
-(natural coalescing under load, no added delay when idle). When the buffer overflows its message
+client. Whatever is waiting becomes *one* write (natural coalescing under load, no added delay
+when idle): written straight to the socket once the current batch has been fanned out, when the
+client's task is parked and the socket takes data without waiting; otherwise by the client's own
+task, which the hub's write watchdog keeps an eye on. When the buffer overflows its message
 or byte limit the subscription closes itself as ``slow``: the buffer is dropped at once, so a
 stalled client costs bounded memory, and nothing half-written ever reaches its stream; it
 reconnects with its last id and resumes from history.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from gateway.cursor import format_vector
 from gateway.events import SSE, Event, StreamFormat
@@ -37,15 +40,25 @@ class Gap:
 Item = Event | Gap | bytes
 
 
+class DirectWriter(Protocol):
+    """The stream's socket, for writes that need not wait (gateway.limits sets one)."""
+
+    def writable(self) -> bool: ...
+
+    def write(self, chunk: bytes) -> None: ...
+
+
 class Subscription:
     __slots__ = (
         "_bytes",
+        "_flushing",
         "_keys",
         "_queue",
         "_waiter",
         "aborted",
         "channels",
         "close_reason",
+        "direct",
         "idle",
         "ids",
         "max_bytes",
@@ -85,6 +98,8 @@ class Subscription:
         self.task: asyncio.Task[None] | None = None  # the task writing to the client
         self.writing_since = 0.0  # loop time the current write began; 0.0 between writes
         self.aborted = False
+        self.direct: DirectWriter | None = None  # writes without the task, when it is parked
+        self._flushing = False
 
     # -- producer side (the hub; synchronous, never blocks) ---------------------------------
 
@@ -100,8 +115,33 @@ class Subscription:
             self.close("slow")
             return
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        if waiter is None or waiter.done():
+            return  # the stream's task is busy or already woken: it takes the queue next
+        if self.direct is None:
             waiter.set_result(None)
+        elif not self._flushing:  # one write per subscriber per batch of messages, no task step
+            self._flushing = True
+            waiter.get_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Write what is waiting straight to the socket while the stream's task stays parked.
+
+        Runs once the current batch of messages has been fanned out (so they coalesce as they do
+        for the task). Only while the task is parked in :meth:`chunks` - everything it yielded
+        before (preamble, replay) is written by then - and the socket takes data without waiting;
+        otherwise the task is woken and writes as usual (with the send-timeout watchdog)."""
+        self._flushing = False
+        waiter, direct = self._waiter, self.direct
+        if not self._queue or waiter is None or waiter.done():
+            return
+        if direct is None or not direct.writable():
+            waiter.set_result(None)
+            return
+        items, self._queue = self._queue, []
+        self._bytes = 0
+        chunk = self.render(items)
+        if chunk:
+            direct.write(chunk)
 
     def close(self, reason: str) -> None:
         """End the stream after what is already written; drop everything still buffered."""

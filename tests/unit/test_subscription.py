@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gateway.events import Event, durable_event, raw_event
 from gateway.subscription import Gap, Subscription
 
@@ -86,3 +88,50 @@ async def test_a_push_wakes_the_waiting_reader() -> None:
     assert not reader.done()
     sub.push(_event("a", 1))
     assert (await asyncio.wait_for(reader, 1)) == b"id: 1-0\ndata: {}\n\n"
+
+
+class _Socket:
+    """Stands in for the stream's socket (gateway.limits sets uvicorn's)."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.written: list[bytes] = []
+
+    def writable(self) -> bool:
+        return self.open
+
+    def write(self, chunk: bytes) -> None:
+        self.written.append(chunk)
+
+
+async def _parked(sub: Subscription) -> tuple[asyncio.Task[bytes], _Socket]:
+    """The stream's task waiting in chunks() for the next chunk, and a direct writer."""
+    socket = _Socket()
+    sub.direct = socket
+    task = asyncio.create_task(anext(sub.chunks()))
+    await asyncio.sleep(0)  # let it park
+    return task, socket
+
+
+async def test_a_parked_stream_gets_one_direct_write_per_batch_and_its_task_stays_asleep():
+    sub = _sub(positions={"a": "5-0"})
+    task, socket = await _parked(sub)
+    for ms in (4, 6, 7):  # one batch, as a Redis read's messages are fanned out
+        sub.push(_event("a", ms))
+    await asyncio.sleep(0)  # the batch's flush
+    await asyncio.sleep(0)
+    assert socket.written == [b"id: 6-0\ndata: {}\n\nid: 7-0\ndata: {}\n\n"]  # cursor applied
+    assert not task.done()
+    sub.close("shutdown")  # wakes the task: nothing left to write, the stream ends
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(task, 1)
+
+
+async def test_a_socket_that_would_wait_leaves_the_write_to_the_task():
+    sub = _sub()
+    task, socket = await _parked(sub)
+    socket.open = False
+    sub.push(_event("a", 1))
+    sub.push(_event("a", 2))
+    assert await asyncio.wait_for(task, 1) == b"id: 1-0\ndata: {}\n\nid: 2-0\ndata: {}\n\n"
+    assert socket.written == []
