@@ -6,7 +6,13 @@ Data flows one way: producer -> Redis -> broker -> hub -> subscription -> SSE re
     broker/           Redis: one pub/sub connection per process, history reads, publishes
     hub.py            channel -> local subscribers; continuity and recovery per channel
     subscription.py   one client's bounded buffer and cursor
-    sse.py            subscription -> EventSourceResponse (preamble, replay, live, farewell)
-    api/              routes and dependencies only
+    events.py         a message -> SSE bytes (sse-starlette's ServerSentEvent), once per process
+    sse.py            subscription -> stream response (preamble, replay, live, farewell)
+    ndjson.py         the same subscription as JSON lines
+    limits.py         the lean stream response, connection cap, write watchdog hook
+    shutdown.py       SIGTERM -> drain streams over a window, then let uvicorn stop
+    auth/, cors.py    JWT rights per channel, CORS allow-list
+    metrics.py, logs.py   Prometheus metrics, JSON logs with request ids
+    api/              routes and dependencies only (fast.py: lean path for the common requests)
     app.py            create_app(settings) and its lifespan
 """

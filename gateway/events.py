@@ -6,6 +6,10 @@ same ``body`` (everything after the id line) and only prefix their own vector id
 
 Payloads can never inject SSE fields: ``data`` is compact JSON, which has no raw CR or LF (they are
 escaped inside strings), and event names are checked against the naming rule.
+
+Every SSE frame is encoded by sse-starlette's ``ServerSentEvent`` (once per message, or once per
+process for constant frames). The only bytes put together here are the ``id:`` line that a
+multi-channel stream puts in front of a shared body, in the same format.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import random
 from typing import Protocol
 
 import orjson
+from sse_starlette.event import ServerSentEvent
 
 from publisher.wire import is_valid_event_name
 
 __all__ = [
     "GAP_EVENT",
+    "KEEPALIVE",
     "SSE",
     "Event",
     "SseFormat",
@@ -33,6 +39,14 @@ __all__ = [
 log = logging.getLogger("gateway.events")
 
 GAP_EVENT = "gateway.gap"
+SEP = "\n"
+
+
+def _sse(**fields: object) -> bytes:
+    return ServerSentEvent(sep=SEP, **fields).encode()  # type: ignore[arg-type]
+
+
+KEEPALIVE = _sse(comment="keepalive")  # the comment frame the hub's heartbeat shares
 
 
 class Event:
@@ -63,8 +77,7 @@ def format_frame(id_line: str, body: bytes) -> bytes:
 
 
 def _body(event: str, data: bytes) -> bytes:
-    head = b"event: " + event.encode() + b"\n" if event else b""
-    return head + b"data: " + data + b"\n\n"
+    return _sse(data=data.decode(), event=event or None)
 
 
 def durable_event(
@@ -135,24 +148,24 @@ class SseFormat:
 
     def gap(self, channel: str, reason: str, resumed_at: str, id_line: str) -> bytes:
         data = orjson.dumps({"channel": channel, "reason": reason, "resumed_at": resumed_at})
-        return format_frame(id_line, b"event: " + GAP_EVENT.encode() + b"\ndata: " + data + b"\n\n")
+        return _sse(id=id_line, event=GAP_EVENT, data=data.decode())
 
     def passthrough(self, item: bytes) -> bytes:
         return item
 
     def preamble(self, retry_ms: int, position: str) -> bytes:
         # An id-only frame: sets the browser's lastEventId without dispatching anything.
-        return b"retry: %d\nid: %s\n\n" % (retry_ms, position.encode())
+        return _sse(id=position, retry=retry_ms)
 
     def farewell(self, reason: str | None) -> bytes:
         if reason == "shutdown":
-            return b"retry: %d\n\n" % farewell_retry_ms()
+            return _sse(retry=farewell_retry_ms())
         if reason == "expired":  # the token's exp passed: come back soon, with a fresh token
-            return b"retry: %d\n: closed (expired)\n\n" % farewell_retry_ms()
-        return b": closed (%s)\n\n" % (reason or "closed").encode()
+            return _sse(comment="closed (expired)", retry=farewell_retry_ms())
+        return _sse(comment=f"closed ({reason or 'closed'})")
 
     def unavailable(self, retry_ms: int) -> bytes:
-        return b"retry: %d\n\n" % retry_ms
+        return _sse(retry=retry_ms)
 
 
 SSE = SseFormat()

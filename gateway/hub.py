@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.broker.base import Broker, HistoryEntry
 from gateway.errors import BrokerUnavailable
-from gateway.events import Event, durable_event, raw_event
+from gateway.events import KEEPALIVE, Event, durable_event, raw_event
 from gateway.metrics import RECOVERIES, TALLY, observe_delivery_lag
 from gateway.subscription import Gap, Subscription
 from publisher.wire import ZERO_ID, decode_envelope, parse_stream_id
@@ -30,7 +30,6 @@ __all__ = ["Hub"]
 
 log = logging.getLogger("gateway.hub")
 
-KEEPALIVE = b": keepalive\n\n"
 PENDING_MAX = 100_000
 
 
