@@ -146,10 +146,11 @@ class _PublisherBase:
         self._redis = client
         self._script = client.register_script(PUBLISH_SCRIPT)
 
-    def _call_script(self, channel: str, batch: list[tuple[str, bytes]]) -> Any:
-        """Run the publish script: the result for Publisher, an awaitable for AsyncPublisher."""
+    def _call_script(self, channel: str, batch: list[tuple[str, bytes]], client: Any = None) -> Any:
+        """Run the publish script: the result for Publisher, an awaitable for AsyncPublisher
+        (queued on ``client`` when that is a pipeline)."""
         args = publish_args(channel, batch, self._history, self._pubsub_prefix)
-        return self._script(keys=[stream_key(channel, self._key_prefix)], args=args)
+        return self._script(keys=[stream_key(channel, self._key_prefix)], args=args, client=client)
 
 
 class Publisher(_PublisherBase):
@@ -246,6 +247,28 @@ class AsyncPublisher(_PublisherBase):
             return await asyncio.to_thread(self._http.publish, channel, batch)
         with _redis_errors():
             return _decode_ids(await self._call_script(channel, batch))
+
+    async def publish_pipelined(
+        self, batches: list[tuple[str, list[tuple[str, bytes]]]]
+    ) -> list[list[str] | PublishError]:
+        """Several ``(channel, encoded batch)`` publishes in one pipelined round trip (Redis only).
+
+        Each batch stays atomic; the batches run in order. A failure of one batch is returned in
+        its place; a transport failure raises BackendUnavailable for all of them.
+        """
+        if self._redis is None:
+            raise PublishError("pipelined publishing needs a Redis URL")
+        pipe = self._redis.pipeline(transaction=False)
+        for channel, batch in batches:
+            await self._call_script(channel, batch, client=pipe)  # queues it on the pipeline
+        with _redis_errors():
+            replies = await pipe.execute(raise_on_error=False)
+        return [
+            PublishError(f"redis refused the publish: {reply}")
+            if isinstance(reply, Exception)
+            else _decode_ids(reply)
+            for reply in replies
+        ]
 
     async def aclose(self) -> None:
         if self._redis is not None and self._owns_client:

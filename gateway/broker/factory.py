@@ -41,10 +41,12 @@ def create_broker(settings: Settings) -> RedisBroker:
     if settings.redis_url is None:
         client, pubsub_client = _embedded_clients()
         pubsub_clients = [pubsub_client]
+        coalesce = True
     else:
         target = parse_redis_url(settings.redis_url)
         client = _command_client(target, settings)
         pubsub_clients = _pubsub_clients(target)
+        coalesce = target.mode != "cluster"
     broker = RedisBroker(
         client=client,
         pubsub_connect=_connector(pubsub_clients),
@@ -52,6 +54,7 @@ def create_broker(settings: Settings) -> RedisBroker:
         pubsub_prefix=settings.pubsub_prefix,
         history=settings.history,
         extra_clients=pubsub_clients,
+        coalesce_publishes=coalesce,
         ping_interval=settings.redis_ping_interval,
     )
     return broker

@@ -26,6 +26,7 @@ from typing import Any
 import redis.exceptions
 
 from gateway.broker.base import BrokerHandler, HistoryEntry
+from gateway.broker.coalesce import PublishCoalescer
 from gateway.errors import BrokerUnavailable
 from gateway.metrics import MESSAGES_PUBLISHED, PUBLISH_SECONDS, REDIS_RECONNECTS
 from publisher.client import AsyncPublisher
@@ -67,6 +68,7 @@ class RedisBroker:
         ping_interval: float = 5.0,
         subscribe_timeout: float = 5.0,
         extra_clients: list[Any] | None = None,
+        coalesce_publishes: bool = True,
     ) -> None:
         self._client = client
         self._extra_clients = extra_clients or []
@@ -76,6 +78,8 @@ class RedisBroker:
         self._publisher = AsyncPublisher(
             client=client, key_prefix=key_prefix, pubsub_prefix=pubsub_prefix, history=history
         )
+        # Pipelines of script calls need one node: not for a cluster client.
+        self._coalescer = PublishCoalescer(self._publisher) if coalesce_publishes else None
         self._ping_interval = ping_interval
         self._subscribe_timeout = subscribe_timeout
         self._handler: BrokerHandler | None = None
@@ -264,7 +268,10 @@ class RedisBroker:
     async def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
         started = time.perf_counter()
         try:
-            ids = await self._publisher.publish_encoded(channel, batch)
+            if self._coalescer is not None:
+                ids = await self._coalescer.publish(channel, batch)
+            else:
+                ids = await self._publisher.publish_encoded(channel, batch)
         except PublishError as exc:
             raise BrokerUnavailable(str(exc)) from exc
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
