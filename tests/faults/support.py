@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.sse import SSEConnection, SSEEvent, SSEParser, sse_connect
+from tests.support.sse import FrameReader, SSEConnection, SSEEvent, SSEParser, sse_connect
 
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$")
 
@@ -190,7 +190,7 @@ def established_to(port: int) -> int:
     return count
 
 
-class Reader:
+class Reader(FrameReader):
     """Reads an :class:`SSEConnection` in a background task, so a test can watch keepalive
     comments arrive over time without ever cancelling a read (which would end the stream)."""
 
@@ -227,22 +227,6 @@ class Reader:
                 return get.result()
             get.cancel()
             return self.queue.get_nowait() if not self.queue.empty() else None
-
-    async def next_event(self, timeout: float = 10.0) -> SSEEvent | None:
-        while True:
-            frame = await self.next_frame(timeout)
-            if frame is None or frame.data is not None:
-                return frame
-
-    async def collect(self, count: int, timeout: float = 30.0) -> list[SSEEvent]:
-        events: list[SSEEvent] = []
-        async with asyncio.timeout(timeout):
-            while len(events) < count:
-                event = await self.next_event(timeout)
-                if event is None:
-                    break
-                events.append(event)
-        return events
 
     async def aclose(self) -> None:
         self._task.cancel()

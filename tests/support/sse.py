@@ -99,7 +99,31 @@ def _split_line(buffer: bytes) -> tuple[bytes, bytes | None]:
     return buffer, None
 
 
-class SSEConnection:
+class FrameReader:
+    """What every test reader offers on top of its own ``next_frame``."""
+
+    async def next_frame(self, timeout: float = 10.0) -> SSEEvent | None:
+        raise NotImplementedError
+
+    async def next_event(self, timeout: float = 10.0) -> SSEEvent | None:
+        """The next frame that carries data (what a browser would dispatch)."""
+        while True:
+            frame = await self.next_frame(timeout)
+            if frame is None or frame.data is not None:
+                return frame
+
+    async def collect(self, count: int, timeout: float = 30.0) -> list[SSEEvent]:
+        events: list[SSEEvent] = []
+        async with asyncio.timeout(timeout):
+            while len(events) < count:
+                event = await self.next_event(timeout)
+                if event is None:
+                    break
+                events.append(event)
+        return events
+
+
+class SSEConnection(FrameReader):
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
         self.parser = SSEParser()
@@ -126,23 +150,6 @@ class SSEConnection:
             frame = self._pending.pop(0)
             self._last_event_id = frame.last_event_id
             return frame
-
-    async def next_event(self, timeout: float = 10.0) -> SSEEvent | None:
-        """The next frame that carries data (what a browser would dispatch)."""
-        while True:
-            frame = await self.next_frame(timeout)
-            if frame is None or frame.data is not None:
-                return frame
-
-    async def collect(self, count: int, timeout: float = 30.0) -> list[SSEEvent]:
-        events: list[SSEEvent] = []
-        async with asyncio.timeout(timeout):
-            while len(events) < count:
-                event = await self.next_event(timeout)
-                if event is None:
-                    break
-                events.append(event)
-        return events
 
 
 @asynccontextmanager
