@@ -17,9 +17,11 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(params=["sentinel", "cluster"])
 def topology(request, tmp_path):
     setup = (SentinelSetup if request.param == "sentinel" else ClusterSetup)(tmp_path)
-    setup.start()
-    yield setup
-    setup.close()
+    try:  # a start that fails half-way must not leave its redis-servers behind
+        setup.start()
+        yield setup
+    finally:
+        setup.close()
 
 
 async def test_publish_deliver_and_resume_across_replicas(topology, start_gateway):
