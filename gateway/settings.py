@@ -110,15 +110,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:
-        from gateway.auth.keys import load_keys  # the auth package imports settings for typing
+        from gateway.auth.keys import keys_from_settings  # the auth package imports settings
 
-        keys = load_keys(
-            secret=self.jwt_secret.get_secret_value() if self.jwt_secret else None,
-            secret_file=self.jwt_secret_file,
-            public_key_file=self.jwt_public_key_file,
-            jwks_file=self.jwt_jwks_file,
-            algorithms=self.jwt_algorithm_list,
-        )
+        keys = keys_from_settings(self)
         origins = self.cors_origin_list
         if "*" in origins and (keys is not None or len(origins) > 1):
             raise ValueError("GATEWAY_CORS_ORIGINS='*' is only allowed alone and with auth off")

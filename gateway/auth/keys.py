@@ -13,13 +13,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from gateway.auth.errors import KeyConfigError
+
+if TYPE_CHECKING:  # settings validates with this module, so it is imported lazily there
+    from gateway.settings import Settings
 
 __all__ = ["MIN_SECRET_BYTES", "KeySet", "check_secret", "load_keys"]
 
@@ -84,6 +87,17 @@ def check_secret(secret: bytes) -> None:
         raise KeyConfigError("the JWT secret looks like a placeholder; use a random secret")
     if len(set(secret)) < _MIN_DISTINCT_CHARS:
         raise KeyConfigError("the JWT secret has too little variety to be random")
+
+
+def keys_from_settings(settings: Settings) -> KeySet | None:
+    """The key set the settings configure: one definition for start-up checks and auth."""
+    return load_keys(
+        secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        secret_file=settings.jwt_secret_file,
+        public_key_file=settings.jwt_public_key_file,
+        jwks_file=settings.jwt_jwks_file,
+        algorithms=settings.jwt_algorithm_list,
+    )
 
 
 def load_keys(

