@@ -29,11 +29,11 @@ class Grant:
     @classmethod
     def everything(cls) -> Grant:
         """Auth is off: anyone may do anything (the dev default)."""
-        return cls(subscribe=("*",), publish=("*",))
+        return EVERYTHING
 
     def allows(self, action: Action, channel: str) -> bool:
         patterns = self.subscribe if action == "subscribe" else self.publish
-        return any(fnmatchcase(channel, pattern) for pattern in patterns)
+        return any(pattern == "*" or fnmatchcase(channel, pattern) for pattern in patterns)
 
     def require(self, action: Action, channels: tuple[str, ...]) -> None:
         """Raise unless every channel is allowed: 401 for anonymous callers, 403 otherwise."""
@@ -46,3 +46,6 @@ class Grant:
                 "authentication_required", f"a token is required to {action} on {names}"
             )
         raise Forbidden(f"this token may not {action} on {names}")
+
+
+EVERYTHING = Grant(subscribe=("*",), publish=("*",))

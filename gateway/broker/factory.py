@@ -16,9 +16,11 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from gateway.broker.pipe import ScriptPipe
 from gateway.broker.redis import RedisBroker
 from gateway.settings import Settings
 from publisher.connect import RedisTarget, async_client, parse_redis_url
+from publisher.wire import PUBLISH_SCRIPT
 
 __all__ = ["create_broker"]
 
@@ -38,15 +40,16 @@ def command_options(timeout: float) -> dict[str, Any]:
 
 
 def create_broker(settings: Settings) -> RedisBroker:
+    pipe = None
     if settings.redis_url is None:
         client, pubsub_client = _embedded_clients()
         pubsub_clients = [pubsub_client]
-        coalesce = True
     else:
         target = parse_redis_url(settings.redis_url)
         client = _command_client(target, settings)
         pubsub_clients = _pubsub_clients(target)
-        coalesce = target.mode != "cluster"
+        if target.mode != "cluster":  # a cluster routes each channel's key to its own node
+            pipe = _publish_pipe(client, settings.redis_timeout)
     broker = RedisBroker(
         client=client,
         pubsub_connect=_connector(pubsub_clients),
@@ -54,7 +57,7 @@ def create_broker(settings: Settings) -> RedisBroker:
         pubsub_prefix=settings.pubsub_prefix,
         history=settings.history,
         extra_clients=pubsub_clients,
-        coalesce_publishes=coalesce,
+        publish_pipe=pipe,
         ping_interval=settings.redis_ping_interval,
     )
     return broker
@@ -81,6 +84,23 @@ def _command_client(target: RedisTarget, settings: Settings) -> Any:
         **options,
     )
     return redis.asyncio.Redis(connection_pool=pool)
+
+
+def _publish_pipe(client: Any, timeout: float) -> ScriptPipe:
+    """Publishes get a connection of their own, made the way the command client makes its
+    connections (same class and options: TLS, auth, database, Sentinel's master look-up)."""
+    pool = client.connection_pool
+
+    async def connect() -> Any:
+        conn = pool.connection_class(**pool.connection_kwargs)
+        try:
+            await asyncio.wait_for(conn.connect(), min(timeout, 2.0))
+        except BaseException:
+            await conn.disconnect()
+            raise
+        return conn
+
+    return ScriptPipe(connect, PUBLISH_SCRIPT, timeout=timeout)
 
 
 def _pubsub_clients(target: RedisTarget) -> list[Any]:

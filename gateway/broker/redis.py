@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -26,12 +25,13 @@ from typing import Any
 import redis.exceptions
 
 from gateway.broker.base import BrokerHandler, HistoryEntry
-from gateway.broker.coalesce import PublishCoalescer
+from gateway.broker.pipe import ScriptPipe
+from gateway.broker.replies import read_replies
 from gateway.errors import BrokerUnavailable
 from gateway.metrics import MESSAGES_PUBLISHED, PUBLISH_SECONDS, REDIS_RECONNECTS
 from publisher.client import AsyncPublisher
 from publisher.errors import PublishError
-from publisher.wire import ZERO_ID, HistoryLimits, stream_key
+from publisher.wire import ZERO_ID, HistoryLimits, publish_args, stream_key
 
 __all__ = ["Backoff", "RedisBroker"]
 
@@ -68,7 +68,7 @@ class RedisBroker:
         ping_interval: float = 5.0,
         subscribe_timeout: float = 5.0,
         extra_clients: list[Any] | None = None,
-        coalesce_publishes: bool = True,
+        publish_pipe: ScriptPipe | None = None,
     ) -> None:
         self._client = client
         self._extra_clients = extra_clients or []
@@ -78,8 +78,10 @@ class RedisBroker:
         self._publisher = AsyncPublisher(
             client=client, key_prefix=key_prefix, pubsub_prefix=pubsub_prefix, history=history
         )
-        # Pipelines of script calls need one node: not for a cluster client.
-        self._coalescer = PublishCoalescer(self._publisher) if coalesce_publishes else None
+        # Publishes over a pipelined connection of their own (real standalone or Sentinel
+        # Redis); through redis-py otherwise (a cluster routes by key; fakeredis has no socket).
+        self._pipe = publish_pipe
+        self._history = history
         self._ping_interval = ping_interval
         self._subscribe_timeout = subscribe_timeout
         self._handler: BrokerHandler | None = None
@@ -111,6 +113,8 @@ class RedisBroker:
             log.warning("redis not reachable yet; starting not-ready and retrying in background")
 
     async def close(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.close()
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -179,22 +183,22 @@ class RedisBroker:
     async def _read_loop(self, conn: Any) -> None:
         loop = asyncio.get_running_loop()
         prefix_len = len(self._pubsub_prefix)
-        while True:
-            reply = await conn.read_response(timeout=math.inf, push_request=True)
+        async for replies in read_replies(conn):
             self._last_seen = loop.time()
-            if not isinstance(reply, list) or len(reply) < 2:
-                continue  # a PONG outside subscribed mode
-            kind = reply[0]
-            if kind == b"message":
-                channel = reply[1].decode()[prefix_len:]
-                if self._handler is not None:
-                    self._handler.on_message(channel, reply[2])
-            elif kind == b"subscribe":
-                self._on_subscribed(reply[1].decode()[prefix_len:])
-            elif kind == b"unsubscribe":
-                channel = reply[1].decode()[prefix_len:]
-                if channel not in self._sent:
-                    self._confirmed.discard(channel)
+            for reply in replies:
+                if not isinstance(reply, list) or len(reply) < 2:
+                    continue  # a PONG outside subscribed mode
+                kind = reply[0]
+                if kind == b"message":
+                    channel = reply[1].decode()[prefix_len:]
+                    if self._handler is not None:
+                        self._handler.on_message(channel, reply[2])
+                elif kind == b"subscribe":
+                    self._on_subscribed(reply[1].decode()[prefix_len:])
+                elif kind == b"unsubscribe":
+                    channel = reply[1].decode()[prefix_len:]
+                    if channel not in self._sent:
+                        self._confirmed.discard(channel)
 
     def _on_subscribed(self, channel: str) -> None:
         if channel not in self._sent:
@@ -268,8 +272,10 @@ class RedisBroker:
     async def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
         started = time.perf_counter()
         try:
-            if self._coalescer is not None:
-                ids = await self._coalescer.publish(channel, batch)
+            if self._pipe is not None:
+                key = stream_key(channel, self._key_prefix)
+                args = publish_args(channel, batch, self._history, self._pubsub_prefix)
+                ids = [raw.decode() for raw in await self._pipe.call((key,), args)]
             else:
                 ids = await self._publisher.publish_encoded(channel, batch)
         except PublishError as exc:

@@ -14,8 +14,9 @@ from tests.support.ports import free_port, wait_for_port
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, password: str | None = None) -> None:
         self.port = port or free_port()
+        self.password = password
         self.dir = Path(tempfile.mkdtemp(prefix="sse-redis-"))
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra_args: list[str] = []
@@ -37,6 +38,7 @@ class RedisServer:
                 "--appendonly", "no",
                 "--dir", str(self.dir),
                 "--protected-mode", "no",
+                *(["--requirepass", self.password] if self.password else []),
                 *self.extra_args,
             ],
             stdout=subprocess.DEVNULL,
@@ -47,7 +49,7 @@ class RedisServer:
         return self
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=5)
+        return redis.Redis(port=self.port, password=self.password, socket_timeout=5)
 
     def stop(self) -> None:
         """SIGTERM and wait: the data is gone (nothing is persisted)."""
