@@ -72,6 +72,9 @@ def serve(settings: Settings) -> int:
         ),
         access_log=False,
         lifespan="on",
+        # uvicorn's 2048 overflowed when 5000 clients connected at once (a replica restart's
+        # reconnect storm): the kernel drops the overflow's SYNs and they come back after 1 s.
+        backlog=settings.backlog,
     )
     sock = _listen(config, settings)
     if settings.workers > 1:

@@ -12,12 +12,16 @@ kept for nothing: a stream asking for more channels than ``max_channels_per_stre
 costs, per connection, an anyio task group with three tasks (stream, disconnect listener, shutdown
 watcher), and per write an anyio cancel scope (its send timeout) under three ``send`` wrappers of
 the middleware stack: about half the CPU of a fan-out and most of the memory of an idle stream.
-Ours is one extra task per stream (the disconnect listener) and a bare ``send`` per write:
+Ours is no extra task per stream and a bare ``send`` per write:
 
 * the body is written in the request's own task, straight to the server's ``send`` (the app keeps
-  it in the scope, :data:`RAW_SEND`); only the response start goes through the middlewares. Live
-  events are written without even that task while it is parked and the socket is writable
-  (:class:`_UvicornWriter`, ``Subscription._flush``): no task step per subscriber per message;
+  it in the scope, :data:`RAW_SEND`); only the response start goes through the middlewares. The
+  head and the preamble leave in one write. Live events are written without even that task while
+  it is parked and the socket is writable (``DirectWriter``, ``Subscription._flush``): no task
+  step per subscriber per message. (These three, and the disconnect callback, reach into
+  uvicorn's connection objects: :mod:`gateway.uvicorn_io`.);
+* a vanished client is noticed by uvicorn's own disconnect signal, not by a task per stream
+  waiting on ``receive`` (that task remains the way under other servers);
 * the send timeout is the hub's write watchdog (one timer per process, :meth:`Hub.run_watchdog`):
   each write stamps ``subscription.writing_since``; one stuck longer than ``send_timeout`` (a
   stalled or vanished client) aborts the stream quietly and is counted as ``send_timeout``;
@@ -32,20 +36,19 @@ Ours is one extra task per stream (the disconnect listener) and a bare ``send`` 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
-import socket
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from gateway import metrics
 from gateway.errors import BrokerUnavailable
+from gateway.uvicorn_io import DirectWriter, allow_nagle, corked, on_disconnect
 
 if TYPE_CHECKING:
     from gateway.subscription import Subscription
@@ -148,16 +151,25 @@ class StreamResponse(Response):
 
     async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw_send: Send = scope.get(RAW_SEND, send)
-        await self._start(send)
-        if self._nagle:
-            _allow_nagle(raw_send)
         subscription = self.subscription
         subscription.task = asyncio.current_task()
-        subscription.direct = _UvicornWriter.for_send(raw_send, subscription)
-        watcher = asyncio.create_task(_watch_disconnect(receive, subscription))
+        watcher = None
+        if not on_disconnect(raw_send, functools.partial(subscription.abort, "client")):
+            watcher = asyncio.create_task(_watch_disconnect(receive, subscription))
+        body = self.body_iterator
         loop = asyncio.get_running_loop()
         try:
-            async for chunk in self.body_iterator:
+            with corked(raw_send):  # the head and the stream's first bytes in one write
+                await self._start(send)
+                first = await anext(body, None)  # the preamble: ready without waiting
+                if first is not None:
+                    await raw_send({"type": "http.response.body", "body": first, "more_body": True})
+            if self._nagle:
+                allow_nagle(raw_send)
+            subscription.direct = DirectWriter.for_send(
+                raw_send, functools.partial(subscription.abort, "error")
+            )
+            async for chunk in body:
                 subscription.writing_since = loop.time()
                 await raw_send({"type": "http.response.body", "body": chunk, "more_body": True})
                 subscription.writing_since = 0.0
@@ -165,7 +177,8 @@ class StreamResponse(Response):
         finally:
             subscription.task = None
             subscription.direct = None
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
 
     async def _start(self, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
@@ -179,47 +192,10 @@ def _raw_headers(media_type: str, headers: tuple[tuple[str, str], ...]) -> tuple
     return tuple(header for header in encoded if header[0] != b"content-length")  # endless body
 
 
-class _UvicornWriter:
-    """Writes a chunk from outside the stream's task (``Subscription._flush``), without a wake-up.
-
-    uvicorn's ``send`` for a body chunk only ever waits when the transport asked it to stop writing
-    (``flow.write_paused``); checked first, it completes synchronously, so it is driven here with
-    one ``coro.send(None)``. Under any other server there is no such guarantee and no writer: the
-    task writes everything.
-    """
-
-    __slots__ = ("_flow", "_send", "_subscription")
-
-    def __init__(self, flow: Any, send: Send, subscription: Subscription) -> None:
-        self._flow, self._send, self._subscription = flow, send, subscription
-
-    @classmethod
-    def for_send(cls, send: Send, subscription: Subscription) -> _UvicornWriter | None:
-        flow = getattr(getattr(send, "__self__", None), "flow", None)
-        if flow is None or not isinstance(getattr(flow, "write_paused", None), bool):
-            return None
-        return cls(flow, send, subscription)
-
-    def writable(self) -> bool:
-        return not self._flow.write_paused
-
-    def write(self, chunk: bytes) -> None:
-        message: Message = {"type": "http.response.body", "body": chunk, "more_body": True}
-        coro = cast(Coroutine[Any, Any, None], self._send(message))
-        try:
-            coro.send(None)
-        except StopIteration:
-            return
-        except Exception:
-            log.exception("direct write failed")
-        else:  # it would have waited: never when writable() said so; end the stream cleanly
-            coro.close()
-        self._subscription.abort("error")
-
-
 async def _watch_disconnect(receive: Receive, subscription: Subscription) -> None:
-    """The one extra task per stream: uvicorn's ``send`` returns quietly once the peer is gone,
-    so only ``receive`` tells us (the heartbeat would write into the void for ever)."""
+    """Under a server other than uvicorn (:func:`gateway.uvicorn_io.on_disconnect`), a task per
+    stream: ``send`` returns quietly once the peer is gone, so only ``receive`` tells us (the
+    heartbeat would write into the void for ever)."""
     while (await receive())["type"] != "http.disconnect":
         pass
     subscription.abort("client")
@@ -231,19 +207,6 @@ async def _close(body: AsyncIterator[bytes]) -> None:
     aclose = getattr(body, "aclose", None)
     if aclose is not None:
         await aclose()
-
-
-def _allow_nagle(raw_send: Send) -> None:
-    """Turn Nagle back on for this connection (asyncio and uvloop set TCP_NODELAY on every one).
-
-    The transport is reached through uvicorn's ``RequestResponseCycle`` (the bound ``send``); under
-    another server there is none and the setting does nothing.
-    """
-    transport = getattr(getattr(raw_send, "__self__", None), "transport", None)
-    sock = transport.get_extra_info("socket") if transport is not None else None
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
 
 
 async def stream_slot(request: Request) -> AsyncIterator[None]:

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address (0.0.0.0 in a container)")
     port: int = Field(8000, ge=0, le=65535, description="HTTP port")
     workers: int = Field(1, ge=1, le=256, description="worker processes (needs a Redis URL)")
+    backlog: int = Field(
+        4096, ge=1, description="listen queue; capped by the kernel's net.core.somaxconn"
+    )
     log_level: str = Field("info", description="debug, info, warning or error")
 
     # Store: no URL means the embedded store (fakeredis, one process).

@@ -32,6 +32,7 @@ from gateway.logs import REQUEST_ID
 from gateway.publishing import parse_batch, read_body, require_channel
 from gateway.settings import Settings
 from gateway.sse import open_stream
+from gateway.uvicorn_io import corked
 
 __all__ = ["FastPaths"]
 
@@ -100,8 +101,9 @@ class FastPaths:
             (b"content-type", b"application/json"),
             (b"x-request-id", str(REQUEST_ID.get()).encode()),
         ]
-        await send({"type": "http.response.start", "status": 202, "headers": headers})
-        await send({"type": "http.response.body", "body": content})
+        with corked(send):  # one write for head and body
+            await send({"type": "http.response.start", "status": 202, "headers": headers})
+            await send({"type": "http.response.body", "body": content})
         return ANSWERED
 
     async def _error(self, request: Request, exc: GatewayError) -> Response:
