@@ -2,10 +2,11 @@
 
 Divergences from the obvious, on purpose:
 
-* The hot path never touches a Prometheus object per subscriber. Fan-out adds the number of
-  subscribers it handed a message to into a plain int (:data:`TALLY`), and the sampler moves the
-  tallies into the counters once a second. Per-message counters and the lag histogram are the
-  only Prometheus calls made per message.
+* The hot path never touches a Prometheus object per subscriber or per publish. Fan-out adds the
+  number of subscribers it handed a message to into a plain int (:data:`TALLY`), a publish adds
+  its messages, and the sampler moves the tallies into the counters once a second. The received
+  counter and the sampled lag and publish-time histograms are the only Prometheus calls left
+  per message.
 * Gauges (open streams, subscriptions, hub channels, asyncio tasks) are *sampled* from the live
   objects, once a second and right before a scrape, instead of being incremented and decremented
   along every code path: a sampled gauge cannot drift, so "back to baseline" means no leak.
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "MULTIPROC_ENV",
+    "PUBLISH_TIMER",
     "TALLY",
     "Sampler",
     "observe_delivery_lag",
@@ -110,7 +112,8 @@ RECOVERIES = Counter(
 # -- histograms ----------------------------------------------------------------------------
 PUBLISH_SECONDS = Histogram(
     "sse_publish_seconds",
-    "Time for a publish batch to be written to Redis (the Lua script round trip).",
+    "Time for a publish batch to be written to Redis (the Lua script round trip; at most one "
+    "publish per millisecond is timed).",
     buckets=_LATENCY_BUCKETS,
 )
 DELIVERY_LAG = Histogram(
@@ -124,19 +127,22 @@ DELIVERY_LAG = Histogram(
 class _Tally:
     """Plain ints the hot path adds to; :class:`Sampler` moves them into the counters."""
 
-    __slots__ = ("delivered", "received")
+    __slots__ = ("delivered", "published", "received")
 
     def __init__(self) -> None:
         self.delivered = 0
         self.received = 0
+        self.published = 0
 
     def flush(self) -> None:
-        delivered, received = self.delivered, self.received
-        self.delivered = self.received = 0
+        delivered, received, published = self.delivered, self.received, self.published
+        self.delivered = self.received = self.published = 0
         if delivered:
             EVENTS_DELIVERED.inc(delivered)
         if received:
             MESSAGES_RECEIVED.inc(received)
+        if published:
+            MESSAGES_PUBLISHED.inc(published)
 
 
 TALLY = _Tally()
@@ -162,6 +168,31 @@ class _LagSampler:
 
 
 observe_delivery_lag = _LagSampler().observe
+
+
+class _PublishTimer:
+    """Times at most one publish per millisecond per process, as :class:`_LagSampler` samples."""
+
+    __slots__ = ("next_at",)
+
+    def __init__(self) -> None:
+        self.next_at = 0.0
+
+    def start(self) -> float:
+        """A start time to hand to :meth:`done`, or 0.0 when this publish is not timed."""
+        now = time.perf_counter()
+        if now < self.next_at:
+            return 0.0
+        self.next_at = now + 0.001
+        return now
+
+    def done(self, started: float, messages: int) -> None:
+        TALLY.published += messages
+        if started:
+            PUBLISH_SECONDS.observe(time.perf_counter() - started)
+
+
+PUBLISH_TIMER = _PublishTimer()
 
 
 def stream_closed(reason: str) -> None:

@@ -24,6 +24,8 @@ Divergences, on purpose:
 
 from __future__ import annotations
 
+import functools
+
 import orjson
 
 from gateway.events import Event, farewell_retry_ms
@@ -89,6 +91,11 @@ def wants_ndjson(accept: str | None) -> bool:
     """
     if not accept:
         return False
+    return _wants_ndjson(accept[:1024])
+
+
+@functools.lru_cache(maxsize=256)  # a few distinct headers (one per client library) arrive again
+def _wants_ndjson(accept: str) -> bool:
     ranks = _qualities(accept)
     ndjson = ranks.get(MEDIA_TYPE, 0.0)
     return ndjson > 0 and ndjson >= ranks.get("text/event-stream", 0.0)

@@ -30,7 +30,7 @@ import asyncio
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import hiredis
@@ -38,7 +38,7 @@ import hiredis
 from gateway.broker.replies import read_replies
 from publisher.errors import BackendUnavailable, PublishError
 
-__all__ = ["ScriptPipe", "pack_command"]
+__all__ = ["ScriptPipe", "pack_args"]
 
 log = logging.getLogger("gateway.broker")
 
@@ -53,9 +53,9 @@ def _bulk(arg: Arg) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(arg), arg)
 
 
-def pack_command(*args: Arg) -> bytes:
-    """RESP for one command: ``pack_command("PING") == b"*1\\r\\n$4\\r\\nPING\\r\\n"``."""
-    return b"*%d\r\n" % len(args) + b"".join(map(_bulk, args))
+def pack_args(*args: Arg) -> bytes:
+    """RESP bulk strings: ``pack_args("PING", 1) == b"$4\\r\\nPING\\r\\n$1\\r\\n1\\r\\n"``."""
+    return b"".join(map(_bulk, args))
 
 
 class _Call:
@@ -98,7 +98,7 @@ class _Link:
 
 
 class ScriptPipe:
-    """``await pipe.call(keys, args)`` runs ``script`` (EVALSHA, EVAL when Redis lacks it).
+    """``await pipe.call(nargs, packed)`` runs ``script`` (EVALSHA, EVAL when Redis lacks it).
 
     ``connect`` returns a connected redis-py asyncio ``Connection`` over a real socket (not
     fakeredis: the pipe reads the bytes itself).
@@ -121,11 +121,11 @@ class ScriptPipe:
         self._stall: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
-    async def call(self, keys: Sequence[Arg], args: Sequence[Arg]) -> Any:
-        """The script's reply; raises BackendUnavailable (transport) or PublishError (refused)."""
-        loop = asyncio.get_running_loop()
-        packed = _bulk(len(keys)) + b"".join(map(_bulk, keys)) + b"".join(map(_bulk, args))
-        call = _Call(1 + len(keys) + len(args), packed, loop.create_future())
+    async def call(self, nargs: int, packed: bytes) -> Any:
+        """The script's reply for ``packed`` = :func:`pack_args` of numkeys, the keys and the
+        args (``nargs`` of them in all). Raises BackendUnavailable (transport) or PublishError
+        (refused)."""
+        call = _Call(nargs, packed, asyncio.get_running_loop().create_future())
         self._enqueue(call)
         return await call.future
 

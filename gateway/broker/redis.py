@@ -18,17 +18,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.exceptions
 
 from gateway.broker.base import BrokerHandler, HistoryEntry
-from gateway.broker.pipe import ScriptPipe
+from gateway.broker.pipe import ScriptPipe, pack_args
 from gateway.broker.replies import read_replies
 from gateway.errors import BrokerUnavailable
-from gateway.metrics import MESSAGES_PUBLISHED, PUBLISH_SECONDS, REDIS_RECONNECTS
+from gateway.metrics import PUBLISH_TIMER, REDIS_RECONNECTS
 from publisher.client import AsyncPublisher
 from publisher.errors import PublishError
 from publisher.wire import ZERO_ID, HistoryLimits, publish_args, stream_key
@@ -39,6 +38,7 @@ log = logging.getLogger("gateway.broker")
 
 REDIS_ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
 SUBSCRIBE_CHUNK = 500
+HEADS_CACHED = 10_000  # channels whose packed script head is kept
 
 
 class Backoff:
@@ -81,6 +81,7 @@ class RedisBroker:
         # Publishes over a pipelined connection of their own (real standalone or Sentinel
         # Redis); through redis-py otherwise (a cluster routes by key; fakeredis has no socket).
         self._pipe = publish_pipe
+        self._heads: dict[str, tuple[int, bytes]] = {}
         self._history = history
         self._ping_interval = ping_interval
         self._subscribe_timeout = subscribe_timeout
@@ -270,19 +271,31 @@ class RedisBroker:
         return raw[0][0].decode() if raw else ZERO_ID
 
     async def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
-        started = time.perf_counter()
+        started = PUBLISH_TIMER.start()
         try:
             if self._pipe is not None:
-                key = stream_key(channel, self._key_prefix)
-                args = publish_args(channel, batch, self._history, self._pubsub_prefix)
-                ids = [raw.decode() for raw in await self._pipe.call((key,), args)]
+                ids = [
+                    raw.decode() for raw in await self._pipe.call(*self._command(channel, batch))
+                ]
             else:
                 ids = await self._publisher.publish_encoded(channel, batch)
         except PublishError as exc:
             raise BrokerUnavailable(str(exc)) from exc
-        PUBLISH_SECONDS.observe(time.perf_counter() - started)
-        MESSAGES_PUBLISHED.inc(len(ids))
+        PUBLISH_TIMER.done(started, len(ids))
         return ids
+
+    def _command(self, channel: str, batch: list[tuple[str, bytes]]) -> tuple[int, bytes]:
+        """The publish script's key and arguments, packed: a channel's key and settings once
+        (cached), then the batch's ``(event, data)`` pairs, which publish_args puts last."""
+        head = self._heads.get(channel)
+        if head is None:
+            key = stream_key(channel, self._key_prefix)
+            fixed = publish_args(channel, [], self._history, self._pubsub_prefix)
+            head = (2 + len(fixed), pack_args(1, key, *fixed))
+            if len(self._heads) < HEADS_CACHED:
+                self._heads[channel] = head
+        nargs, packed = head
+        return nargs + 2 * len(batch), packed + pack_args(*(x for pair in batch for x in pair))
 
     async def ping(self) -> bool:
         try:

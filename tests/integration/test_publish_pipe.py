@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis
@@ -35,8 +36,20 @@ async def broker(own_redis: RedisServer) -> AsyncIterator[RedisBroker]:
     await broker.close()
 
 
+def _redis(server: RedisServer, command: str, *args: object) -> Any:
+    """One command on a connection of its own, closed again (it would outlive the test)."""
+    with server.client() as client:
+        return client.execute_command(command, *args)
+
+
 def _connections_received(server: RedisServer) -> int:
-    return int(server.client().info("stats")["total_connections_received"])
+    with server.client() as client:
+        return int(client.info("stats")["total_connections_received"])
+
+
+def _entries(server: RedisServer, channel: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+    with server.client() as client:
+        return client.xrange(stream_key(channel))
 
 
 async def test_concurrent_publishes_share_one_connection_and_keep_their_ids(broker, own_redis):
@@ -48,9 +61,8 @@ async def test_concurrent_publishes_share_one_connection_and_keep_their_ids(brok
     )
     assert _connections_received(own_redis) - connections == 1  # only ours, to count them
     assert all(len(ids) == 2 for ids in results)
-    client = own_redis.client()
     for c in range(3):
-        entries = client.xrange(stream_key(f"pp{c}"))
+        entries = _entries(own_redis, f"pp{c}")
         assert len(entries) == 200
         prevs = [fields[b"p"].decode() for _, fields in entries]
         assert prevs == ["0-0", *[entry_id.decode() for entry_id, _ in entries[:-1]]]
@@ -64,10 +76,10 @@ async def test_concurrent_publishes_share_one_connection_and_keep_their_ids(brok
 
 async def test_a_forgotten_script_is_sent_again_in_full(broker, own_redis):
     await broker.publish("sf", [("", b"1")])
-    own_redis.client().script_flush()
+    _redis(own_redis, "SCRIPT", "FLUSH")
     ids = await asyncio.gather(*(broker.publish("sf", [("", b"%d" % n)]) for n in range(10)))
     assert len({i[0] for i in ids}) == 10
-    assert own_redis.client().xlen(stream_key("sf")) == 11
+    assert len(_entries(own_redis, "sf")) == 11
 
 
 async def test_a_restarted_redis_is_reconnected_to_without_a_failed_publish(broker, own_redis):
@@ -75,7 +87,7 @@ async def test_a_restarted_redis_is_reconnected_to_without_a_failed_publish(brok
     own_redis.restart()  # same port; the pipe's connection is closed by the old process
     await asyncio.sleep(0.2)
     [id_] = await broker.publish("rs", [("", b"2")])  # NOSCRIPT too: a new process
-    assert own_redis.client().xrange(stream_key("rs"))[0][0].decode() == id_
+    assert _entries(own_redis, "rs")[0][0].decode() == id_
 
 
 async def test_redis_down_fails_fast_and_recovers(broker, own_redis):
@@ -106,7 +118,7 @@ async def test_a_hung_redis_fails_the_calls_in_flight_after_the_timeout(broker, 
 
 
 async def test_an_error_reply_fails_only_its_own_call(broker, own_redis):
-    own_redis.client().set(stream_key("wrongtype"), "not a stream")
+    _redis(own_redis, "SET", stream_key("wrongtype"), "not a stream")
     results = await asyncio.gather(
         broker.publish("ok1", [("", b"1")]),
         broker.publish("wrongtype", [("", b"1")]),
@@ -115,7 +127,7 @@ async def test_an_error_reply_fails_only_its_own_call(broker, own_redis):
     )
     assert isinstance(results[1], BrokerUnavailable) and "WRONGTYPE" in str(results[1])
     assert isinstance(results[0], list) and isinstance(results[2], list)
-    assert own_redis.client().xlen(stream_key("ok2")) == 1
+    assert len(_entries(own_redis, "ok2")) == 1
 
 
 async def test_callers_that_go_away_do_not_shift_the_replies_of_others(broker, own_redis):
@@ -127,8 +139,7 @@ async def test_callers_that_go_away_do_not_shift_the_replies_of_others(broker, o
         task.cancel()
     own_redis.resume()
     kept = await asyncio.gather(*tasks[1::2])
-    client = own_redis.client()
-    by_id = {i.decode(): f[b"d"] for i, f in client.xrange(stream_key("cx"))}
+    by_id = {i.decode(): f[b"d"] for i, f in _entries(own_redis, "cx")}
     for n, ids in zip(range(2, 9, 2), kept, strict=True):
         assert by_id[ids[0]] == b"%d" % n  # Redis ran the cancelled ones too: they were sent
 
@@ -144,7 +155,7 @@ async def test_a_unix_socket_with_a_password(tmp_path):
             [id_] = await broker.publish("ux", [("", b"1")])
         finally:
             await broker.close()
-        client = redis.Redis(unix_socket_path=str(socket_path), password="s3cret-pass", db=3)
-        assert client.xrange(stream_key("ux"))[0][0].decode() == id_
+        with redis.Redis(unix_socket_path=str(socket_path), password="s3cret-pass", db=3) as c:
+            assert c.xrange(stream_key("ux"))[0][0].decode() == id_
     finally:
         server.close()

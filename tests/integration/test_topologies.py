@@ -34,9 +34,7 @@ async def test_publish_deliver_and_resume_across_replicas(topology, start_gatewa
             for n, channel in enumerate(channels):
                 reply = await http.post(f"{second.url}/publish/{channel}", json={"n": n})
                 assert reply.status_code == 202, reply.text
-        library_id = await asyncio.to_thread(
-            Publisher(topology.url).publish, channels[0], {"n": "lib"}
-        )
+        library_id = await asyncio.to_thread(_publish_once, topology.url, channels[0], {"n": "lib"})
         events = await stream.collect(len(channels) + 1)
         resume_from = stream.last_event_id
     # Order holds per channel; across channels on different cluster nodes it need not.
@@ -55,3 +53,8 @@ async def test_publish_deliver_and_resume_across_replicas(topology, start_gatewa
     assert sorted((e.channel, e.json()["missed"]) for e in replayed) == [(c, c) for c in channels]
     expected = sorted(f"{c}={i}" for c, i in zip(channels, missed, strict=True))
     assert sorted(e.id.split(",")[0] for e in replayed) == expected
+
+
+def _publish_once(url: str, channel: str, message: object) -> str:
+    with Publisher(url) as publisher:  # closed: a cluster client's sockets would outlive the test
+        return publisher.publish(channel, message)
