@@ -21,6 +21,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import hiredis
 import redis.exceptions
 
 from gateway.broker.base import BrokerHandler, HistoryEntry
@@ -135,6 +136,8 @@ class RedisBroker:
                 await self._serve(conn)
             except REDIS_ERRORS as exc:
                 log.warning("redis pub/sub connection lost: %s", exc or type(exc).__name__)
+            except Exception:  # a bug must not end pub/sub for good: log it and reconnect
+                log.exception("redis pub/sub connection failed unexpectedly")
             finally:
                 self._on_disconnected()
                 if conn is not None:
@@ -165,19 +168,34 @@ class RedisBroker:
         self._waiters.clear()
 
     async def _serve(self, conn: Any) -> None:
+        """Run the connection's reader, syncer and pinger until one ends or Redis goes quiet.
+
+        Liveness is judged here, not in the pinger: a task stuck in a write could not judge it.
+        The tasks get a bounded time to end once cancelled, so no stuck one holds up the
+        reconnect (a rare hang after CLIENT KILL storms was that: tests/faults)."""
         tasks = [
-            asyncio.create_task(self._read_loop(conn)),
-            asyncio.create_task(self._sync_loop(conn)),
-            asyncio.create_task(self._ping_loop(conn)),
+            asyncio.create_task(self._read_loop(conn), name="pubsub-read"),
+            asyncio.create_task(self._sync_loop(conn), name="pubsub-sync"),
+            asyncio.create_task(self._ping_loop(conn), name="pubsub-ping"),
         ]
+        loop = asyncio.get_running_loop()
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()
+            while True:
+                done, _ = await asyncio.wait(
+                    tasks, timeout=self._ping_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    task.result()
+                if done:
+                    raise redis.exceptions.ConnectionError("pub/sub connection task ended")
+                if loop.time() - self._last_seen > 3 * self._ping_interval:
+                    raise redis.exceptions.ConnectionError("pub/sub connection stopped answering")
         finally:
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            _, stuck = await asyncio.wait(tasks, timeout=1.0)
+            if stuck:
+                log.warning("pub/sub tasks did not stop: %s", [t.get_name() for t in stuck])
 
     # -- the pub/sub connection --------------------------------------------------------------
 
@@ -187,6 +205,8 @@ class RedisBroker:
         async for replies in read_replies(conn):
             self._last_seen = loop.time()
             for reply in replies:
+                if isinstance(reply, hiredis.ReplyError):  # a refused SUBSCRIBE would hang silently
+                    raise redis.exceptions.ResponseError(f"pub/sub command refused: {reply}")
                 if not isinstance(reply, list) or len(reply) < 2:
                     continue  # a PONG outside subscribed mode
                 kind = reply[0]
@@ -227,11 +247,8 @@ class RedisBroker:
             await conn.send_command(command, *names)
 
     async def _ping_loop(self, conn: Any) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
+        while True:  # every answer (or message) refreshes _last_seen, which _serve watches
             await asyncio.sleep(self._ping_interval)
-            if loop.time() - self._last_seen > 3 * self._ping_interval:
-                raise redis.exceptions.ConnectionError("pub/sub connection stopped answering")
             await conn.send_command("PING")
 
     # -- the Broker interface ----------------------------------------------------------------
@@ -249,6 +266,10 @@ class RedisBroker:
             await asyncio.wait_for(asyncio.shield(waiter), self._subscribe_timeout)
         except TimeoutError as exc:
             raise BrokerUnavailable("redis did not confirm the subscription in time") from exc
+        finally:
+            if not waiter.done():  # nobody waits for it any more: its outcome would go unread
+                waiter.cancel()
+                self._waiters.get(channel, []).remove(waiter)
 
     def unsubscribe(self, channel: str) -> None:
         self._wanted.discard(channel)

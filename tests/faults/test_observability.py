@@ -50,7 +50,8 @@ async def test_metrics_aggregate_over_workers(redis_server, start_gateway):
         scrapes = [await asyncio.to_thread(scrape, gateway.url) for _ in range(4)]
     for metrics in scrapes:
         assert metrics["sse_messages_published_total"] == publishes
-        assert metrics["sse_publish_seconds_count"] == publishes
+        # Timed at most one a millisecond per worker, like the lag below.
+        assert 1 <= metrics["sse_publish_seconds_count"] <= publishes
         assert metrics["sse_streams_opened_total"] == 6
         assert metrics["sse_connections"] == 6
         assert metrics["sse_redis_connected"] == 1
