@@ -7,13 +7,15 @@ same ``body`` (everything after the id line) and only prefix their own vector id
 Payloads can never inject SSE fields: ``data`` is compact JSON, which has no raw CR or LF (they are
 escaped inside strings), and event names are checked against the naming rule.
 
-Every SSE frame is encoded by sse-starlette's ``ServerSentEvent`` (once per message, or once per
-process for constant frames). The only bytes put together here are the ``id:`` line that a
+Every SSE frame is encoded by sse-starlette's ``ServerSentEvent``: constant frames once per
+process, and a message's frame from the frame sse-starlette made for its event name, with the
+(one-line) data spliced in. The only other bytes put together here are the ``id:`` line that a
 multi-channel stream puts in front of a shared body, in the same format.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 from typing import Protocol
@@ -77,7 +79,23 @@ def format_frame(id_line: str, body: bytes) -> bytes:
 
 
 def _body(event: str, data: bytes) -> bytes:
-    return _sse(data=data.decode(), event=event or None)
+    head, tail = _frame_around_data(event)
+    return head + data + tail
+
+
+_DATA_MARK = "\x00data\x00"  # never in compact JSON: control characters are escaped there
+
+
+@functools.lru_cache(maxsize=1024)  # bounded: event names come from producers
+def _frame_around_data(event: str) -> tuple[bytes, bytes]:
+    """sse-starlette's frame for this event name, split where the data goes.
+
+    Callers guarantee the data is one line of compact JSON, which sse-starlette writes as one
+    ``data:`` line unchanged; splicing it into the frame sse-starlette made gives the same bytes
+    (tests/unit/test_events.py) for a fraction of encoding it each time (2.6 µs per message)."""
+    head, mark, tail = _sse(data=_DATA_MARK, event=event or None).partition(_DATA_MARK.encode())
+    assert mark, "sse-starlette changed how it writes data"
+    return head, tail
 
 
 def durable_event(
