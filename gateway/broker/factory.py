@@ -94,7 +94,8 @@ def _publish_pipe(client: Any, timeout: float) -> ScriptPipe:
     async def connect() -> Any:
         conn = pool.connection_class(**pool.connection_kwargs)
         try:
-            await asyncio.wait_for(conn.connect(), min(timeout, 2.0))
+            async with asyncio.timeout(min(timeout, 2.0)):  # not wait_for: see RedisBroker.close
+                await conn.connect()
         except BaseException:
             await conn.disconnect()
             raise
@@ -134,7 +135,8 @@ def _connector(pubsub_clients: list[Any]) -> Callable[[], Awaitable[Any]]:
         await pool.release(conn)
         try:
             # Bounded: a hung Redis accepts the TCP connection but never answers the handshake.
-            await asyncio.wait_for(conn.connect(), 5.0)
+            async with asyncio.timeout(5.0):  # not wait_for: see RedisBroker.close
+                await conn.connect()
         except BaseException:
             await conn.disconnect()
             raise

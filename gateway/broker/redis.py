@@ -95,6 +95,7 @@ class RedisBroker:
         self._connected = asyncio.Event()
         self._last_seen = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.reconnects = 0
         self._recovery: asyncio.Task[None] | None = None
 
@@ -115,18 +116,26 @@ class RedisBroker:
             log.warning("redis not reachable yet; starting not-ready and retrying in background")
 
     async def close(self) -> None:
+        self._stopping = True
         if self._pipe is not None:
             await self._pipe.close()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        task = self._task
+        # Python 3.11's wait_for can swallow a cancellation that lands as its inner await
+        # completes (gh-86296); a test's teardown once hung on that for ever. Cancel until done.
+        for _ in range(10):
+            if task is None or task.done():
+                break
+            task.cancel()
+            await asyncio.wait({task}, timeout=0.5)
+        if task is not None and task.done() and not task.cancelled():
+            task.exception()  # retrieved: it ended on its own (and was logged)
         for client in (self._client, *self._extra_clients):
             await client.aclose()
 
     async def _run(self) -> None:
         backoff = Backoff()
         first = True
-        while True:
+        while not self._stopping:
             conn = None
             try:
                 conn = await self._pubsub_connect()

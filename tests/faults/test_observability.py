@@ -42,9 +42,10 @@ async def test_metrics_aggregate_over_workers(redis_server, start_gateway):
             return (
                 metrics["sse_connections"] == 6
                 and metrics["sse_events_delivered_total"] == 6 * publishes
+                and metrics.get("sse_messages_published_total") == publishes
             )
 
-        # Gauges and tallies are sampled once a second in each worker.
+        # Gauges and tallies (deliveries, publishes) are sampled once a second in each worker.
         assert await wait_for(settled, timeout=10)
         # Whichever worker answers a scrape, the totals are the same: they are summed.
         scrapes = [await asyncio.to_thread(scrape, gateway.url) for _ in range(4)]
