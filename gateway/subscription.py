@@ -40,8 +40,9 @@ class Gap:
 Item = Event | Gap | bytes
 
 
-class DirectWriter(Protocol):
-    """The stream's socket, for writes that need not wait (gateway.limits sets one)."""
+class SocketWriter(Protocol):
+    """The stream's socket, for writes that need not wait. The stream's response sets one where
+    the server allows it (gateway.uvicorn_io.DirectWriter); this module stays server-agnostic."""
 
     def writable(self) -> bool: ...
 
@@ -98,7 +99,7 @@ class Subscription:
         self.task: asyncio.Task[None] | None = None  # the task writing to the client
         self.writing_since = 0.0  # loop time the current write began; 0.0 between writes
         self.aborted = False
-        self.direct: DirectWriter | None = None  # writes without the task, when it is parked
+        self.direct: SocketWriter | None = None  # writes without the task, when it is parked
         self._flushing = False
 
     # -- producer side (the hub; synchronous, never blocks) ---------------------------------

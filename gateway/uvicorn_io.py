@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from starlette.types import Message, Send
@@ -81,10 +81,10 @@ class DirectWriter:
 class _Cork:
     """Stands in for a cycle's transport: collects writes until :meth:`pop_out` sends them."""
 
-    __slots__ = ("_parts", "_transport")
+    __slots__ = ("_parts", "transport")
 
     def __init__(self, transport: Any) -> None:
-        self._transport = transport
+        self.transport = transport
         self._parts: list[bytes] = []
 
     def write(self, data: bytes) -> None:
@@ -92,36 +92,42 @@ class _Cork:
 
     def close(self) -> None:  # uvicorn closes after a response without keep-alive: bytes first
         self.pop_out()
-        self._transport.close()
+        self.transport.close()
 
     def pop_out(self) -> None:
         if self._parts:
-            self._transport.write(b"".join(self._parts))
+            self.transport.write(b"".join(self._parts))
             self._parts.clear()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
+        return getattr(self.transport, name)
 
 
-@contextlib.contextmanager
-def corked(send: Send) -> Iterator[None]:
+class corked:
     """Whatever uvicorn writes for this response inside the block goes out in one write at its end.
 
     uvicorn writes the head as soon as it gets ``http.response.start``, and each body message on
     its own; its own code still builds every byte (headers checked, chunked framing, keep-alive).
+    A class, not a generator-based context manager: it runs once per publish and per stream open.
     """
-    cycle = _cycle(send)
-    transport = getattr(cycle, "transport", None)
-    if transport is None or not callable(getattr(transport, "write", None)):
-        yield
-        return
-    cork = _Cork(transport)
-    cycle.transport = cork
-    try:
-        yield
-    finally:
-        cycle.transport = transport
-        cork.pop_out()
+
+    __slots__ = ("_cork", "_cycle")
+
+    def __init__(self, send: Send) -> None:
+        self._cycle = _cycle(send)
+        transport = getattr(self._cycle, "transport", None)
+        usable = transport is not None and callable(getattr(transport, "write", None))
+        self._cork = _Cork(transport) if usable else None
+
+    def __enter__(self) -> None:
+        if self._cork is not None:
+            self._cycle.transport = self._cork
+
+    def __exit__(self, *exc_info: object) -> None:
+        cork = self._cork
+        if cork is not None:
+            self._cycle.transport = cork.transport
+            cork.pop_out()
 
 
 class _DisconnectEvent(asyncio.Event):
