@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     redis_timeout: float = Field(
         2.0, gt=0, description="seconds a Redis command may take before publish answers 503"
     )
+    publish_min_replicas: int = Field(
+        0,
+        ge=0,
+        description="replicas that must hold a publish (WAIT) before it is acknowledged; else 503",
+    )
     redis_ping_interval: float = Field(
         5.0, gt=0, description="pub/sub PING period; 3 unanswered periods drop the connection"
     )

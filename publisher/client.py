@@ -16,9 +16,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import redis.asyncio.cluster
+import redis.cluster
 import redis.exceptions
 
-from publisher.connect import async_client, parse_redis_url, sync_client
+from publisher.connect import RedisTarget, async_client, node_client, parse_redis_url, sync_client
 from publisher.errors import (
     BackendUnavailable,
     InvalidChannel,
@@ -31,6 +33,7 @@ from publisher.wire import (
     DEFAULT_KEY_PREFIX,
     DEFAULT_PUBSUB_PREFIX,
     PUBLISH_SCRIPT,
+    SHARDED_PUBLISH_SCRIPT,
     HistoryLimits,
     encode_json,
     is_valid_channel,
@@ -111,13 +114,19 @@ def _json_or_text(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
+CLUSTER_CLIENTS = (redis.cluster.RedisCluster, redis.asyncio.cluster.RedisCluster)
+
+
 @contextmanager
 def _redis_errors() -> Iterator[None]:
-    """Wrap redis-py's exceptions into the library's tree (the cause is kept)."""
+    """Wrap redis-py's exceptions into the library's tree (the cause is kept). asyncio raises
+    RuntimeError for a write on a transport redis-py has just closed (seen in a failover)."""
     try:
         yield
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
         raise BackendUnavailable(f"redis unreachable: {exc}") from exc
+    except RuntimeError as exc:
+        raise BackendUnavailable(f"redis connection closed under the publish: {exc}") from exc
     except redis.exceptions.RedisError as exc:
         raise PublishError(f"redis refused the publish: {exc}") from exc
 
@@ -134,7 +143,14 @@ class _PublisherBase:
         history: HistoryLimits,
         token: str | None,
         timeout: float,
+        min_replicas: int = 0,
     ) -> None:
+        if min_replicas < 0:
+            raise ValueError("min_replicas must not be negative")
+        self._min_replicas = min_replicas
+        self._wait_ms = max(1, int(timeout * 500))  # WAIT gets half the budget of the call
+        self._target: RedisTarget | None = None
+        self._node_clients: dict[tuple[str, int], Any] = {}
         self._key_prefix = key_prefix
         self._pubsub_prefix = pubsub_prefix
         self._history = history
@@ -144,13 +160,42 @@ class _PublisherBase:
 
     def _use_redis(self, client: Any) -> None:
         self._redis = client
-        self._script = client.register_script(PUBLISH_SCRIPT)
+        # On a cluster the script announces with SPUBLISH, in the stream key's slot.
+        self._sharded = isinstance(client, CLUSTER_CLIENTS)
+        script = SHARDED_PUBLISH_SCRIPT if self._sharded else PUBLISH_SCRIPT
+        self._script = client.register_script(script)
 
     def _call_script(self, channel: str, batch: list[tuple[str, bytes]], client: Any = None) -> Any:
         """Run the publish script: the result for Publisher, an awaitable for AsyncPublisher
         (queued on ``client`` when that is a pipeline)."""
-        args = publish_args(channel, batch, self._history, self._pubsub_prefix)
+        sharded = self._sharded
+        args = publish_args(channel, batch, self._history, self._pubsub_prefix, sharded=sharded)
         return self._script(keys=[stream_key(channel, self._key_prefix)], args=args, client=client)
+
+    def _durable_pipeline(self, channel: str, batch: list[tuple[str, bytes]], make: Any) -> Any:
+        """A pipeline holding the script and then ``WAIT min_replicas``, on one connection (WAIT
+        covers the writes of its own connection): the master's own for a cluster. ``make``
+        builds a client for one cluster node (it is cached)."""
+        target = self._redis
+        if self._sharded:
+            node = self._redis.get_node_from_key(stream_key(channel, self._key_prefix))
+            address = (node.host, node.port)
+            if address not in self._node_clients:
+                self._node_clients[address] = make(address)
+            target = self._node_clients[address]
+        pipe = target.pipeline(transaction=False)
+        self._call_script(channel, batch, client=pipe)
+        pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)
+        return pipe
+
+    def _replicated(self, replies: list[Any]) -> list[str]:
+        ids, acked = replies
+        if acked < self._min_replicas:
+            raise BackendUnavailable(
+                f"published, but {acked} of {self._min_replicas} replicas acknowledged it in "
+                f"{self._wait_ms} ms: a failover now could lose it"
+            )
+        return _decode_ids(ids)
 
 
 class Publisher(_PublisherBase):
@@ -165,7 +210,10 @@ class Publisher(_PublisherBase):
         history: HistoryLimits = DEFAULT_HISTORY,
         token: str | None = None,
         timeout: float = 5.0,
+        min_replicas: int = 0,
     ) -> None:
+        """``min_replicas``: a publish returns only once that many replicas hold it (Redis
+        ``WAIT``), else raises BackendUnavailable; it then survives a failover."""
         super().__init__(
             url,
             key_prefix=key_prefix,
@@ -173,9 +221,11 @@ class Publisher(_PublisherBase):
             history=history,
             token=token,
             timeout=timeout,
+            min_replicas=min_replicas,
         )
         if self._http is None:
-            self._use_redis(sync_client(parse_redis_url(url), socket_timeout=timeout))
+            self._target = parse_redis_url(url)
+            self._use_redis(sync_client(self._target, socket_timeout=timeout))
 
     def publish(self, channel: str, message: Any, *, event: str | None = None) -> str:
         return self.publish_many(channel, [message], event=event)[0]
@@ -188,9 +238,18 @@ class Publisher(_PublisherBase):
         if self._http is not None:
             return self._http.publish(channel, batch)
         with _redis_errors():
-            return _decode_ids(self._call_script(channel, batch))
+            if not self._min_replicas:
+                return _decode_ids(self._call_script(channel, batch))
+            pipe = self._durable_pipeline(channel, batch, self._make_node_client)
+            return self._replicated(pipe.execute())
+
+    def _make_node_client(self, address: tuple[str, int]) -> Any:
+        assert self._target is not None
+        return node_client(self._target, address, socket_timeout=self._timeout)
 
     def close(self) -> None:
+        for client in self._node_clients.values():
+            client.close()
         if self._redis is not None:
             self._redis.close()
 
@@ -217,6 +276,7 @@ class AsyncPublisher(_PublisherBase):
         token: str | None = None,
         timeout: float = 5.0,
         client: Any = None,
+        min_replicas: int = 0,
     ) -> None:
         super().__init__(
             DEFAULT_URL if client is not None else url,
@@ -225,12 +285,14 @@ class AsyncPublisher(_PublisherBase):
             history=history,
             token=token,
             timeout=timeout,
+            min_replicas=min_replicas,
         )
         self._owns_client = client is None
         if client is not None:
             self._use_redis(client)
         elif self._http is None:
-            self._use_redis(async_client(parse_redis_url(url), socket_timeout=timeout))
+            self._target = parse_redis_url(url)
+            self._use_redis(async_client(self._target, socket_timeout=timeout))
 
     async def publish(self, channel: str, message: Any, *, event: str | None = None) -> str:
         return (await self.publish_many(channel, [message], event=event))[0]
@@ -246,7 +308,17 @@ class AsyncPublisher(_PublisherBase):
         if self._http is not None:
             return await asyncio.to_thread(self._http.publish, channel, batch)
         with _redis_errors():
-            return _decode_ids(await self._call_script(channel, batch))
+            if not self._min_replicas:
+                return _decode_ids(await self._call_script(channel, batch))
+            if self._sharded:
+                await self._redis.initialize()  # a no-op once the slot map is known
+            pipe = self._durable_pipeline(channel, batch, self._make_node_client)
+            return self._replicated(await pipe.execute())
+
+    def _make_node_client(self, address: tuple[str, int]) -> Any:
+        if self._target is None:
+            raise PublishError("min_replicas on a cluster needs the publisher to own its client")
+        return node_client(self._target, address, asyncio=True, socket_timeout=self._timeout)
 
     async def publish_pipelined(
         self, batches: list[tuple[str, list[tuple[str, bytes]]]]
@@ -271,6 +343,8 @@ class AsyncPublisher(_PublisherBase):
         ]
 
     async def aclose(self) -> None:
+        for client in self._node_clients.values():
+            await client.aclose()
         if self._redis is not None and self._owns_client:
             await self._redis.aclose()
 

@@ -21,7 +21,7 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
 
-__all__ = ["RedisTarget", "async_client", "parse_redis_url", "sync_client"]
+__all__ = ["RedisTarget", "async_client", "node_client", "parse_redis_url", "sync_client"]
 
 Mode = Literal["standalone", "sentinel", "cluster"]
 
@@ -103,3 +103,11 @@ def async_client(target: RedisTarget, **options: Any) -> Any:
         return sentinel.master_for(target.service_name, db=target.db, **_auth(target))
     nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.hosts]
     return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **_auth(target), **options)
+
+
+def node_client(
+    target: RedisTarget, address: tuple[str, int], *, asyncio: bool = False, **options: Any
+) -> Any:
+    """A plain client for one node of ``target``'s cluster, with its auth and TLS."""
+    cls = redis.asyncio.Redis if asyncio else redis.Redis
+    return cls(host=address[0], port=address[1], **_auth(target), **options)

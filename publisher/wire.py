@@ -9,6 +9,10 @@ Storage and announcement of one message on channel ``C``:
 * **Announcement**: ``PUBLISH <pubsub_prefix>C`` of the envelope
   ``#sse1\\n<id>\\n<prev>\\n<event>\\n<data>``. ``#`` can never start a JSON text, so a raw producer
   that ``PUBLISH``es plain JSON on the same pub/sub channel is told apart without ambiguity.
+* **On Redis Cluster** the announcement is ``SPUBLISH <pubsub_prefix>{C}`` instead
+  (:data:`SHARDED_PUBLISH_SCRIPT`): a shard channel stays on the shard that owns its slot, where a
+  classic ``PUBLISH`` is broadcast to every node over the cluster bus. The braces make the shard
+  channel hash to the stream key's slot, so the script announces on the node that runs it.
 
 Both happen in one atomic script (:data:`PUBLISH_SCRIPT`) which also lets Redis assign the id.
 Ids are Redis stream ids (``<ms>-<seq>``): Redis alone assigns them, monotonic per stream even if
@@ -36,6 +40,7 @@ __all__ = [
     "PUBLISH_SCRIPT",
     "RESERVED_CHANNEL_PREFIX",
     "RESERVED_EVENT_PREFIX",
+    "SHARDED_PUBLISH_SCRIPT",
     "ZERO_ID",
     "Envelope",
     "HistoryLimits",
@@ -47,6 +52,7 @@ __all__ = [
     "parse_stream_id",
     "publish_args",
     "pubsub_channel",
+    "shard_channel",
     "stream_key",
 ]
 
@@ -132,6 +138,11 @@ def pubsub_channel(channel: str, pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX) -> 
     return pubsub_prefix + channel
 
 
+def shard_channel(channel: str, pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX) -> str:
+    """The cluster's shard channel: hash-tagged like :func:`stream_key`, so both share a slot."""
+    return f"{pubsub_prefix}{{{channel}}}"
+
+
 def encode_json(message: Any) -> bytes:
     """Compact JSON, the one form stored and sent. Raises ``ValueError``/``TypeError``."""
     text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -162,10 +173,14 @@ def publish_args(
     messages: list[tuple[str, bytes]],
     limits: HistoryLimits = DEFAULT_HISTORY,
     pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX,
+    *,
+    sharded: bool = False,
 ) -> list[str | bytes | int]:
-    """ARGV for :data:`PUBLISH_SCRIPT`: settings, then ``(event, data)`` pairs."""
+    """ARGV for :data:`PUBLISH_SCRIPT` (``sharded``: :data:`SHARDED_PUBLISH_SCRIPT`): settings,
+    then ``(event, data)`` pairs."""
+    announce_on = shard_channel if sharded else pubsub_channel
     args: list[str | bytes | int] = [
-        pubsub_channel(channel, pubsub_prefix),
+        announce_on(channel, pubsub_prefix),
         limits.max_len,
         limits.max_age_ms,
         limits.ttl_ms,
@@ -204,3 +219,9 @@ local ttl = tonumber(ARGV[4])
 if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
 return ids
 """
+
+# The same script announcing with SPUBLISH (Redis >= 7.0), for Redis Cluster; ARGV[1] is then the
+# shard channel (publish_args(..., sharded=True)). Derived, so the two can never drift apart.
+SHARDED_PUBLISH_SCRIPT: Final = PUBLISH_SCRIPT.replace(
+    "redis.call('PUBLISH',", "redis.call('SPUBLISH',"
+)

@@ -17,7 +17,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from gateway.broker.pipe import ScriptPipe
-from gateway.broker.redis import RedisBroker
+from gateway.broker.redis import PubSub, RedisBroker
+from gateway.broker.shards import ShardedPipes, ShardedPubSub
+from gateway.broker.slots import SlotMap
 from gateway.settings import Settings
 from publisher.connect import RedisTarget, async_client, parse_redis_url
 from publisher.wire import PUBLISH_SCRIPT
@@ -40,27 +42,61 @@ def command_options(timeout: float) -> dict[str, Any]:
 
 
 def create_broker(settings: Settings) -> RedisBroker:
-    pipe = None
+    common: dict[str, Any] = {
+        "key_prefix": settings.key_prefix,
+        "pubsub_prefix": settings.pubsub_prefix,
+        "history": settings.history,
+        "ping_interval": settings.redis_ping_interval,
+    }
     if settings.redis_url is None:
         client, pubsub_client = _embedded_clients()
-        pubsub_clients = [pubsub_client]
-    else:
-        target = parse_redis_url(settings.redis_url)
-        client = _command_client(target, settings)
-        pubsub_clients = _pubsub_clients(target)
-        if target.mode != "cluster":  # a cluster routes each channel's key to its own node
-            pipe = _publish_pipe(client, settings.redis_timeout)
-    broker = RedisBroker(
+        connect = _connector(pubsub_client)
+        return RedisBroker(
+            client=client, pubsub_connect=connect, extra_clients=[pubsub_client], **common
+        )
+    target = parse_redis_url(settings.redis_url)
+    client = _command_client(target, settings)
+    if target.mode == "cluster":
+        pubsub, pipes = _cluster_sides(target, settings)
+        return RedisBroker(client=client, pubsub=pubsub, publish_pipe=pipes, **common)
+    pubsub_client = async_client(target, **PUBSUB_OPTIONS)
+    pipe = _publish_pipe(client, settings.redis_timeout, settings.publish_min_replicas)
+    return RedisBroker(
         client=client,
-        pubsub_connect=_connector(pubsub_clients),
-        key_prefix=settings.key_prefix,
-        pubsub_prefix=settings.pubsub_prefix,
-        history=settings.history,
-        extra_clients=pubsub_clients,
+        pubsub_connect=_connector(pubsub_client),
+        extra_clients=[pubsub_client],
         publish_pipe=pipe,
-        ping_interval=settings.redis_ping_interval,
+        **common,
     )
-    return broker
+
+
+# Pub/sub connections carry no retries and no read timeout: the broker owns both.
+PUBSUB_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 2.0, "retry": Retry(NoBackoff(), 0)}
+
+
+def _cluster_sides(target: RedisTarget, settings: Settings) -> tuple[PubSub, ShardedPipes]:
+    """Sharded pub/sub and per-master publish pipes over one slot map, with the URL's auth."""
+    options: dict[str, Any] = {
+        **PUBSUB_OPTIONS,
+        "username": target.username,
+        "password": target.password,
+        "ssl": target.tls,
+    }
+    slots = SlotMap(target.hosts, options)
+    pubsub = ShardedPubSub(
+        slots,
+        options,
+        prefix=settings.pubsub_prefix,
+        ping_interval=settings.redis_ping_interval,
+        subscribe_timeout=5.0,
+    )
+    pipes = ShardedPipes(
+        slots,
+        options,
+        timeout=settings.redis_timeout,
+        min_replicas=settings.publish_min_replicas,
+    )
+    return pubsub, pipes
 
 
 def _embedded_clients() -> tuple[Any, Any]:
@@ -86,7 +122,7 @@ def _command_client(target: RedisTarget, settings: Settings) -> Any:
     return redis.asyncio.Redis(connection_pool=pool)
 
 
-def _publish_pipe(client: Any, timeout: float) -> ScriptPipe:
+def _publish_pipe(client: Any, timeout: float, min_replicas: int) -> ScriptPipe:
     """Publishes get a connection of their own, made the way the command client makes its
     connections (same class and options: TLS, auth, database, Sentinel's master look-up)."""
     pool = client.connection_pool
@@ -101,33 +137,11 @@ def _publish_pipe(client: Any, timeout: float) -> ScriptPipe:
             raise
         return conn
 
-    return ScriptPipe(connect, PUBLISH_SCRIPT, timeout=timeout)
+    return ScriptPipe(connect, PUBLISH_SCRIPT, timeout=timeout, min_replicas=min_replicas)
 
 
-def _pubsub_clients(target: RedisTarget) -> list[Any]:
-    """Clients whose connections carry no retries and no read timeout: the broker owns both.
-
-    For a cluster, one client per listed node: classic PUBLISH is broadcast over the cluster bus,
-    so any one node hears every channel, and each reconnect tries the next node in turn.
-    """
-    options: dict[str, Any] = {"socket_connect_timeout": 2.0, "retry": Retry(NoBackoff(), 0)}
-    if target.mode != "cluster":
-        return [async_client(target, **options)]
-    auth: dict[str, Any] = {
-        "username": target.username,
-        "password": target.password,
-        "ssl": target.tls,
-    }
-    return [redis.asyncio.Redis(host=h, port=p, **auth, **options) for h, p in target.hosts]
-
-
-def _connector(pubsub_clients: list[Any]) -> Callable[[], Awaitable[Any]]:
-    attempts = 0
-
+def _connector(pubsub_client: Any) -> Callable[[], Awaitable[Any]]:
     async def connect() -> Any:
-        nonlocal attempts
-        pubsub_client = pubsub_clients[attempts % len(pubsub_clients)]
-        attempts += 1
         pool = pubsub_client.connection_pool
         conn = await pool.get_connection()
         # This pool serves nothing but the broker's single pub/sub connection, so handing the

@@ -22,6 +22,14 @@ Failure semantics (the HTTP publish answers 503 for each):
   Redis did not run it, so this is not a retry.
 * ``READONLY`` (a Sentinel failover turned our node into a replica): the call fails and the
   connection is dropped, so the next one asks Sentinel for the new master.
+* ``MOVED``/``ASK``/``TRYAGAIN``/``CLUSTERDOWN`` (a cluster slot moved or is moving): the call
+  fails with :class:`Redirected`; Redis did not run it, so the caller may send it elsewhere.
+
+``min_replicas`` (GATEWAY_PUBLISH_MIN_REPLICAS): each flush is followed by one
+``WAIT min_replicas wait_ms`` on the same connection, which covers every write before it; the
+flush's calls are answered only when it returns, and fail with BackendUnavailable when fewer
+replicas acknowledged them. ``wait_ms`` is 40% of ``timeout``: a call queued behind one WAIT
+still gets its own inside ``timeout``.
 """
 
 from __future__ import annotations
@@ -38,11 +46,17 @@ import hiredis
 from gateway.broker.replies import read_replies
 from publisher.errors import BackendUnavailable, PublishError
 
-__all__ = ["ScriptPipe", "pack_args"]
+__all__ = ["Redirected", "ScriptPipe", "pack_args"]
 
 log = logging.getLogger("gateway.broker")
 
 Arg = str | bytes | int
+REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+_NOTHING: Any = object()
+
+
+class Redirected(BackendUnavailable):
+    """A cluster node refused the call for a slot it does not serve (yet): Redis did not run it."""
 
 
 def _bulk(arg: Arg) -> bytes:
@@ -59,7 +73,7 @@ def pack_args(*args: Arg) -> bytes:
 
 
 class _Call:
-    __slots__ = ("as_eval", "future", "nargs", "packed", "sent_at")
+    __slots__ = ("as_eval", "future", "held", "nargs", "packed", "sent_at")
 
     def __init__(self, nargs: int, packed: bytes, future: asyncio.Future[Any]) -> None:
         self.nargs = nargs  # numkeys, keys and args: everything after the script or its sha
@@ -67,6 +81,7 @@ class _Call:
         self.future = future
         self.sent_at = 0.0
         self.as_eval = False
+        self.held: Any = _NOTHING  # the script's reply, until its flush's WAIT answers
 
     def settle(self, result: Any) -> None:
         if self.future.done():  # its caller went away meanwhile
@@ -75,6 +90,26 @@ class _Call:
             self.future.set_exception(result)
         else:
             self.future.set_result(result)
+
+
+class _Wait:
+    """The WAIT sent after one flush: answers that flush's calls once replicas hold them."""
+
+    __slots__ = ("calls", "needed", "sent_at")
+
+    def __init__(self, calls: list[_Call], needed: int, sent_at: float) -> None:
+        self.calls, self.needed, self.sent_at = calls, needed, sent_at
+
+    def settle(self, acked: Any) -> None:
+        for call in self.calls:
+            if call.held is _NOTHING:
+                continue  # failed on its own, or sent again (NOSCRIPT) with a WAIT of its own
+            if isinstance(acked, Exception):
+                call.settle(acked)
+            elif isinstance(acked, int) and acked >= self.needed:
+                call.settle(call.held)
+            else:
+                call.settle(BackendUnavailable(f"{acked} of {self.needed} replicas acknowledged"))
 
 
 class _Link:
@@ -105,7 +140,12 @@ class ScriptPipe:
     """
 
     def __init__(
-        self, connect: Callable[[], Awaitable[Any]], script: str, *, timeout: float
+        self,
+        connect: Callable[[], Awaitable[Any]],
+        script: str,
+        *,
+        timeout: float,
+        min_replicas: int = 0,
     ) -> None:
         self._connect = connect
         script_bytes = script.encode()
@@ -113,8 +153,11 @@ class ScriptPipe:
         self._evalsha_head = _bulk("EVALSHA") + _bulk(sha)
         self._eval_head = _bulk("EVAL") + _bulk(script_bytes)
         self._timeout = timeout
+        self._min_replicas = min_replicas
+        wait_ms = max(1, int(timeout * 400))
+        self._wait_command = b"*3\r\n" + pack_args("WAIT", min_replicas, wait_ms)
         self._queued: list[_Call] = []
-        self._inflight: deque[_Call] = deque()
+        self._inflight: deque[_Call | _Wait] = deque()
         self._flush_scheduled = False
         self._link: _Link | None = None
         self._connecting: asyncio.Task[None] | None = None
@@ -164,12 +207,16 @@ class ScriptPipe:
         for call in calls:
             head = self._eval_head if call.as_eval else self._evalsha_head
             parts += (b"*%d\r\n" % (call.nargs + 2), head, call.packed)
+        if self._min_replicas:
+            parts.append(self._wait_command)
         link.writer.write(b"".join(parts))
         loop = asyncio.get_running_loop()
         now = loop.time()
         for call in calls:
             call.sent_at = now
         self._inflight.extend(calls)
+        if self._min_replicas:
+            self._inflight.append(_Wait(calls, self._min_replicas, now))
         if self._stall is None:
             self._stall = loop.call_at(now + self._timeout, self._check_stall)
 
@@ -202,13 +249,23 @@ class ScriptPipe:
         if not self._inflight:
             raise ConnectionError("redis sent a reply nobody asked for")
         call = self._inflight.popleft()
+        if isinstance(call, _Wait):
+            failed = isinstance(reply, hiredis.ReplyError)
+            call.settle(BackendUnavailable(f"WAIT refused: {reply}") if failed else reply)
+            return
         if not isinstance(reply, hiredis.ReplyError):
-            call.settle(reply)
+            if self._min_replicas:
+                call.held = reply
+            else:
+                call.settle(reply)
             return
         message = str(reply)
         if message.startswith("NOSCRIPT") and not call.as_eval:
             call.as_eval = True
             self._enqueue(call)
+            return
+        if message.startswith(REDIRECTS):
+            call.settle(Redirected(f"redis redirected the publish: {message}"))
             return
         call.settle(PublishError(f"redis refused the publish: {message}"))
         if message.startswith("READONLY"):

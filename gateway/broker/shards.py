@@ -1,0 +1,247 @@
+"""Redis Cluster: one sharded pub/sub connection and one publish pipe per shard in use.
+
+A channel lives in the slot of ``{C}`` (its stream key and its shard channel share it), so it is
+served by one master. This process keeps one :class:`PubSubLink` per master that owns a channel it
+follows (not per channel, not per subscriber), and ``SSUBSCRIBE``s each channel there. Publishes
+go over one :class:`ScriptPipe` per master, announced with ``SPUBLISH`` on the same shard: nothing
+crosses the cluster bus, so each shard added adds pub/sub capacity.
+
+The cluster changes under us, and every change ends in a slot-map refresh and re-routing:
+
+* a slot migrates: the old owner pushes ``sunsubscribe`` for its channels (or refuses a
+  SSUBSCRIBE with ``MOVED``); a publish there is refused with ``MOVED`` (then sent once more to
+  the new owner: Redis did not run it);
+* a master dies: its link and pipe lose their connection; once a replica is promoted the map
+  names it, and the channels move to a link to it.
+
+Whenever channels move, or a link comes back after losing its connection, the handler's
+``on_reconnected`` runs: the hub reads each channel's history from where it stood, so the hole a
+move leaves is filled, or signalled as a gap when a dead master took it along.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from gateway.broker.base import BrokerHandler
+from gateway.broker.link import Backoff, LinkEvents, PubSubLink
+from gateway.broker.pipe import Redirected, ScriptPipe
+from gateway.broker.slots import Address, SlotMap, connect_node
+from gateway.errors import BrokerUnavailable
+from gateway.metrics import REDIS_RECONNECTS
+from publisher.errors import BackendUnavailable
+from publisher.wire import SHARDED_PUBLISH_SCRIPT
+
+__all__ = ["ShardedPipes", "ShardedPubSub"]
+
+log = logging.getLogger("gateway.broker")
+
+
+class ShardedPubSub:
+    def __init__(
+        self,
+        slots: SlotMap,
+        options: dict[str, Any],
+        *,
+        prefix: str,
+        ping_interval: float,
+        subscribe_timeout: float,
+    ) -> None:
+        self._slots = slots
+        self._options = options
+        self._prefix = prefix
+        self._ping_interval = ping_interval
+        self._subscribe_timeout = subscribe_timeout
+        self._links: dict[Address, PubSubLink] = {}
+        self._route: dict[str, Address] = {}
+        self._handler: BrokerHandler | None = None
+        self._recovery: asyncio.Task[None] | None = None
+        self._recover_again = False
+        self._closing: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+        self.reconnects = 0
+        slots.listeners.append(self._reroute)
+
+    @property
+    def ready(self) -> bool:
+        """The map is known. One shard's failover does not make the whole process unready."""
+        return self._slots.ok
+
+    def set_handler(self, handler: BrokerHandler) -> None:
+        self._handler = handler
+
+    async def start(self, wait: float = 5.0) -> None:
+        try:
+            async with asyncio.timeout(wait):
+                await self._slots.refresh()
+        except TimeoutError:
+            pass
+        if not self._slots.ok:
+            log.warning("no cluster node reachable yet; starting not-ready and retrying")
+        self._watcher = asyncio.create_task(self._watch(wait), name="cluster-slots-watch")
+
+    async def _watch(self, interval: float) -> None:
+        """Keep the map fresh while no node can be reached (start-up, a whole-cluster outage)."""
+        backoff = Backoff()
+        while True:
+            if self._slots.ok:
+                backoff.reset()
+                await asyncio.sleep(interval)
+            elif not await self._slots.refresh():
+                await asyncio.sleep(backoff.next_delay())
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        links, self._links = list(self._links.values()), {}
+        await asyncio.gather(*(link.close() for link in links), *self._closing)
+        if self._recovery is not None:
+            self._recovery.cancel()
+
+    # -- subscribing -------------------------------------------------------------------------
+
+    async def subscribe(self, channel: str) -> None:
+        for _ in range(3):  # a channel that moves while we wait is followed to its new owner
+            link = self._link_for(channel)
+            try:
+                return await link.subscribe(channel)
+            except BrokerUnavailable:
+                if self._route.get(channel) == link_address(link):
+                    raise
+        raise BrokerUnavailable(f"channel {channel} kept moving between cluster nodes")
+
+    def unsubscribe(self, channel: str) -> None:
+        address = self._route.pop(channel, None)
+        link = self._links.get(address) if address else None
+        if link is not None:
+            link.unwant(channel)
+            self._close_if_idle(link)
+
+    def _link_for(self, channel: str) -> PubSubLink:
+        address = self._slots.owner(channel)
+        if address is None:
+            self._slots.request_refresh()
+            raise BrokerUnavailable("the cluster's slot map is not known yet")
+        current = self._route.get(channel)
+        if current is not None and current != address:
+            self._links[current].unwant(channel)
+        self._route[channel] = address
+        link = self._links.get(address)
+        if link is None:
+            link = self._links[address] = self._new_link(address)
+        return link
+
+    def _new_link(self, address: Address) -> PubSubLink:
+        link = PubSubLink(
+            connect=lambda: connect_node(address, self._options),
+            prefix=self._prefix,
+            sharded=True,
+            ping_interval=self._ping_interval,
+            subscribe_timeout=self._subscribe_timeout,
+            name=f"{address[0]}:{address[1]}",
+            events=LinkEvents(on_message=self._on_message, on_lost=self._slots.request_refresh),
+        )
+        link.events.on_connected = lambda first: self._on_connected(link, first)
+        link.events.on_moved = lambda channel: self._slots.request_refresh()
+        asyncio.get_running_loop().create_task(link.start())
+        return link
+
+    def _close_if_idle(self, link: PubSubLink) -> None:
+        address = link_address(link)
+        if link.wanted or self._links.get(address) is not link:
+            return
+        del self._links[address]
+        task = asyncio.get_running_loop().create_task(link.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    # -- following the cluster ---------------------------------------------------------------
+
+    def _on_message(self, channel: str, payload: bytes) -> None:
+        if self._handler is not None:
+            self._handler.on_message(channel, payload)
+
+    def _on_connected(self, link: PubSubLink, first: bool) -> None:
+        if first:
+            log.info("redis shard %s: pub/sub connected", link.name)
+            return
+        self.reconnects += 1
+        REDIS_RECONNECTS.inc()
+        log.info("redis shard %s: pub/sub reconnected", link.name)
+        self._recover()
+
+    def _reroute(self) -> None:
+        """A new map: move every channel whose owner changed, then recover what they missed."""
+        moved = [c for c, a in self._route.items() if self._slots.owner(c) not in (a, None)]
+        for channel in moved:
+            self._link_for(channel).want(channel)
+        for link in list(self._links.values()):
+            self._close_if_idle(link)
+        if moved:
+            log.info("cluster slot map changed: %d followed channels moved", len(moved))
+            self._recover()
+
+    def _recover(self) -> None:
+        """One recovery at a time; another request meanwhile runs one more after it."""
+        if self._recovery is not None and not self._recovery.done():
+            self._recover_again = True
+            return
+        if self._handler is not None:
+            self._recovery = asyncio.get_running_loop().create_task(self._recover_all())
+
+    async def _recover_all(self) -> None:
+        assert self._handler is not None
+        self._recover_again = True
+        while self._recover_again:
+            self._recover_again = False
+            await self._handler.on_reconnected()
+
+
+def link_address(link: PubSubLink) -> Address:
+    host, _, port = link.name.rpartition(":")
+    return host, int(port)
+
+
+class ShardedPipes:
+    """One publish pipe per master; a publish ``MOVED`` away is sent once more to the new owner."""
+
+    def __init__(
+        self, slots: SlotMap, options: dict[str, Any], *, timeout: float, min_replicas: int
+    ) -> None:
+        self._slots = slots
+        self._options = options
+        self._timeout = timeout
+        self._min_replicas = min_replicas
+        self._pipes: dict[Address, ScriptPipe] = {}
+
+    async def call(self, channel: str, nargs: int, packed: bytes) -> Any:
+        try:
+            return await self._pipe_for(channel).call(nargs, packed)
+        except Redirected:
+            await self._slots.refresh()
+            return await self._pipe_for(channel).call(nargs, packed)
+        except BackendUnavailable:
+            self._slots.request_refresh()  # a dead master: its replica may own the slot soon
+            raise
+
+    def _pipe_for(self, channel: str) -> ScriptPipe:
+        address = self._slots.owner(channel)
+        if address is None:
+            self._slots.request_refresh()
+            raise BackendUnavailable("the cluster's slot map is not known yet")
+        pipe = self._pipes.get(address)
+        if pipe is None:
+            pipe = self._pipes[address] = ScriptPipe(
+                lambda: connect_node(address, self._options),
+                SHARDED_PUBLISH_SCRIPT,
+                timeout=self._timeout,
+                min_replicas=self._min_replicas,
+            )
+        return pipe
+
+    async def close(self) -> None:
+        pipes, self._pipes = list(self._pipes.values()), {}
+        await asyncio.gather(*(pipe.close() for pipe in pipes))
