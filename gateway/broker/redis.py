@@ -139,7 +139,18 @@ class RedisBroker:
         self._pubsub.set_handler(handler)
 
     async def start(self, wait: float = 5.0) -> None:
+        if self._sharded:
+            await self._initialize_cluster_client()
         await self._pubsub.start(wait)
+
+    async def _initialize_cluster_client(self) -> None:
+        """Load redis-py's slot map before the first burst: a fresh async ``RedisCluster`` hit by
+        dozens of concurrent commands at once fails some with "Connection lost" (redis-py 8.1,
+        seen here with 32 channels joined at once)."""
+        try:
+            await self._client.initialize()
+        except REDIS_ERRORS as exc:
+            log.warning("redis cluster not reachable yet: %s", exc)
 
     async def close(self) -> None:
         if self._pipe is not None:
