@@ -172,10 +172,9 @@ class _PublisherBase:
         args = publish_args(channel, batch, self._history, self._pubsub_prefix, sharded=sharded)
         return self._script(keys=[stream_key(channel, self._key_prefix)], args=args, client=client)
 
-    def _durable_pipeline(self, channel: str, batch: list[tuple[str, bytes]], make: Any) -> Any:
-        """A pipeline holding the script and then ``WAIT min_replicas``, on one connection (WAIT
-        covers the writes of its own connection): the master's own for a cluster. ``make``
-        builds a client for one cluster node (it is cached)."""
+    def _node_pipeline(self, channel: str, make: Any) -> Any:
+        """A pipeline on one connection to the channel's master (WAIT covers the writes of its
+        own connection only): the client's own, or for a cluster a cached ``make(address)``."""
         target = self._redis
         if self._sharded:
             node = self._redis.get_node_from_key(stream_key(channel, self._key_prefix))
@@ -183,10 +182,7 @@ class _PublisherBase:
             if address not in self._node_clients:
                 self._node_clients[address] = make(address)
             target = self._node_clients[address]
-        pipe = target.pipeline(transaction=False)
-        self._call_script(channel, batch, client=pipe)
-        pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)
-        return pipe
+        return target.pipeline(transaction=False)
 
     def _replicated(self, replies: list[Any]) -> list[str]:
         ids, acked = replies
@@ -240,7 +236,9 @@ class Publisher(_PublisherBase):
         with _redis_errors():
             if not self._min_replicas:
                 return _decode_ids(self._call_script(channel, batch))
-            pipe = self._durable_pipeline(channel, batch, self._make_node_client)
+            pipe = self._node_pipeline(channel, self._make_node_client)
+            self._call_script(channel, batch, client=pipe)
+            pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)
             return self._replicated(pipe.execute())
 
     def _make_node_client(self, address: tuple[str, int]) -> Any:
@@ -312,7 +310,9 @@ class AsyncPublisher(_PublisherBase):
                 return _decode_ids(await self._call_script(channel, batch))
             if self._sharded:
                 await self._redis.initialize()  # a no-op once the slot map is known
-            pipe = self._durable_pipeline(channel, batch, self._make_node_client)
+            pipe = self._node_pipeline(channel, self._make_node_client)
+            await self._call_script(channel, batch, client=pipe)  # queues it on the pipeline
+            pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)
             return self._replicated(await pipe.execute())
 
     def _make_node_client(self, address: tuple[str, int]) -> Any:

@@ -26,7 +26,7 @@ import logging
 from typing import Any
 
 from gateway.broker.base import BrokerHandler
-from gateway.broker.link import Backoff, LinkEvents, PubSubLink
+from gateway.broker.link import LinkEvents, PubSubLink
 from gateway.broker.pipe import Redirected, ScriptPipe
 from gateway.broker.slots import Address, SlotMap, connect_node
 from gateway.errors import BrokerUnavailable
@@ -37,6 +37,8 @@ from publisher.wire import SHARDED_PUBLISH_SCRIPT
 __all__ = ["ShardedPipes", "ShardedPubSub"]
 
 log = logging.getLogger("gateway.broker")
+
+FAILING_POLL = 0.5
 
 
 class ShardedPubSub:
@@ -83,14 +85,12 @@ class ShardedPubSub:
         self._watcher = asyncio.create_task(self._watch(wait), name="cluster-slots-watch")
 
     async def _watch(self, interval: float) -> None:
-        """Keep the map fresh while no node can be reached (start-up, a whole-cluster outage)."""
-        backoff = Backoff()
+        """Re-read the map every ``interval``, and every half second while a shard in use is
+        unreachable: its replica's promotion shows in the map, not on the dead connection."""
         while True:
-            if self._slots.ok:
-                backoff.reset()
-                await asyncio.sleep(interval)
-            elif not await self._slots.refresh():
-                await asyncio.sleep(backoff.next_delay())
+            failing = not self._slots.ok or not all(link.ready for link in self._links.values())
+            await asyncio.sleep(FAILING_POLL if failing else interval)
+            await self._slots.refresh()
 
     async def close(self) -> None:
         if self._watcher is not None:

@@ -67,26 +67,23 @@ class SlotMap:
 
     async def refresh(self) -> bool:
         """Re-read the map (joining a refresh under way); True when some node answered."""
-        if self._refreshing is None:
-            self._refreshing = asyncio.create_task(self._refresh(), name="cluster-slots")
-        task = self._refreshing
-        try:
-            return await asyncio.shield(task)
-        finally:
-            if task.done() and self._refreshing is task:
-                self._refreshing = None
+        return await asyncio.shield(self._refresh_task())
 
     def request_refresh(self) -> None:
         """Refresh in the background (listeners hear about the new map)."""
+        self._refresh_task()
+
+    def _refresh_task(self) -> asyncio.Task[bool]:
         if self._refreshing is None:
             self._refreshing = asyncio.create_task(self._refresh(), name="cluster-slots")
             self._refreshing.add_done_callback(self._forget_refresh)
+        return self._refreshing
 
     def _forget_refresh(self, task: asyncio.Task[bool]) -> None:
         if self._refreshing is task:
             self._refreshing = None
-        if not task.cancelled():
-            task.exception()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("reading the cluster slot map failed", exc_info=task.exception())
 
     async def _refresh(self) -> bool:
         for address in list(self._known):

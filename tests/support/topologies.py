@@ -63,10 +63,12 @@ class SentinelSetup:
         )
         return int(reply[1]) if reply else None
 
-    def kill_master(self, timeout: float = 20.0) -> RedisServer:
-        """SIGKILL the master; return the replica Sentinel promoted in its place."""
+    def kill_master(self, timeout: float = 20.0, resume: RedisServer | None = None) -> RedisServer:
+        """SIGKILL the master (then resume a paused replica); return the replica promoted."""
         old = self.master
         old.kill()
+        if resume is not None:
+            resume.resume()
         by_port = {r.port: r for r in self.replicas}
         self._wait(lambda: self.master_port() in by_port, "no replica was promoted", timeout)
         promoted = by_port[self.master_port()]  # type: ignore[index]
@@ -154,14 +156,24 @@ class ClusterSetup:
                 return self.node_by_port(int(master[1]))
         raise AssertionError(f"slot {slot} has no owner")
 
-    def kill_master_of(self, key: str, timeout: float = 20.0) -> RedisServer:
-        """SIGKILL the master serving ``key``; return its replica once promoted and cluster ok."""
+    def replica_of(self, master: RedisServer) -> RedisServer:
+        node_id = master.client().execute_command("CLUSTER", "MYID")
+        line = _text(master.client().execute_command("CLUSTER", "REPLICAS", node_id)[0])
+        return self.node_by_port(int(line.split()[1].split(":")[1].split("@")[0]))
+
+    def kill_master_of(
+        self, key: str, timeout: float = 20.0, resume: RedisServer | None = None
+    ) -> RedisServer:
+        """SIGKILL the master serving ``key`` (then resume a paused replica); return its
+        replica once promoted and the cluster ok."""
         victim = self.owner(key)
         victim_id = victim.client().execute_command("CLUSTER", "MYID")
         lines = victim.client().execute_command("CLUSTER", "REPLICAS", victim_id)
         ports = {int(line.split()[1].split(":")[1].split("@")[0]) for line in map(_text, lines)}
         candidates = [self.node_by_port(port) for port in ports]
         victim.kill()
+        if resume is not None:
+            resume.resume()
 
         def promoted() -> RedisServer | None:
             return next((n for n in candidates if n.client().role()[0] == b"master"), None)
