@@ -1,4 +1,5 @@
-"""Talking to Redis: one pub/sub connection per process, reconnects, history reads, publishes.
+"""Talking to Redis: pub/sub (one connection per process, or per shard on a cluster),
+reconnects, history reads, publishes.
 
 The broker pushes every pub/sub payload into a :class:`~gateway.broker.base.BrokerHandler` (the
 hub) and knows nothing of clients. The embedded mode runs the very same

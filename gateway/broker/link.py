@@ -120,8 +120,12 @@ class PubSubLink:
     def ready(self) -> bool:
         return self._connected.is_set()
 
-    async def start(self, wait: float = 0.0) -> None:
+    def launch(self) -> None:
+        """Start connecting in the background."""
         self._task = asyncio.create_task(self._run(), name=f"pubsub-{self.name}")
+
+    async def start(self, wait: float = 0.0) -> None:
+        self.launch()
         if wait:
             try:
                 await asyncio.wait_for(self._connected.wait(), wait)

@@ -146,7 +146,7 @@ class ShardedPubSub:
         )
         link.events.on_connected = lambda first: self._on_connected(link, first)
         link.events.on_moved = lambda channel: self._slots.request_refresh()
-        asyncio.get_running_loop().create_task(link.start())
+        link.launch()
         return link
 
     def _close_if_idle(self, link: PubSubLink) -> None:
