@@ -27,6 +27,7 @@ async def test_a_publish_waits_for_its_replicas_or_answers_503(own_redis, start_
         with pytest.raises(BackendUnavailable, match="0 of 1 replicas"):
             Publisher(own_redis.url, min_replicas=1, timeout=1.0).publish("durable", 1)
 
+        own_redis.client().config_set("repl-diskless-sync-delay", 0)  # sync the replica now
         replica = RedisServer()
         replica.extra_args = ["--replicaof", "127.0.0.1", str(own_redis.port)]
         replica.start()

@@ -17,6 +17,8 @@ from tests.support.ports import free_port, wait_for_port
 from tests.support.redis_server import RedisServer
 
 NODE_TIMEOUT_MS = 1000  # how long a silent master is tolerated before its replica takes over
+# A master waits 5 s by default before a diskless full sync, hoping more replicas will join.
+FAST_SYNC = ["--repl-diskless-sync-delay", "0"]
 
 
 class SentinelSetup:
@@ -34,6 +36,7 @@ class SentinelSetup:
         return f"redis+sentinel://127.0.0.1:{self.port}/mymaster/0"
 
     def start(self) -> SentinelSetup:
+        self.master.extra_args = list(FAST_SYNC)
         self.master.start()
         for replica in self.replicas:
             replica.extra_args = ["--replicaof", "127.0.0.1", str(self.master.port)]
@@ -122,6 +125,7 @@ class ClusterSetup:
                 # The bus port defaults to port + 10000, past 65535 for a high ephemeral port.
                 "--cluster-port", str(free_port()),
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                *FAST_SYNC,
             ]  # fmt: skip
             node.start()
         ports = [f"127.0.0.1:{n.port}" for n in self.nodes]
