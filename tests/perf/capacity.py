@@ -48,6 +48,7 @@ from tests.support.redis_server import RedisServer
 from tests.support.topologies import ClusterSetup
 
 BATCH = 200  # calls per pipelined write
+WAITED = "sharded publish + WAIT 1"
 WARM_UP = 2000  # publishes before measuring: history at its trimmed length, as in production
 IDLE_SAMPLE = 0.5  # seconds of idle CPU (serverCron, cluster bus pings) sampled and subtracted
 PAYLOAD = encode_json({"kind": "price", "sku": "A-1042", "value": 1234.5, "pad": "x" * 48})
@@ -102,8 +103,12 @@ class Subscribers:
             sock.close()
 
 
-def publish(port: int, channel: str, script: str, count: int, sharded: bool) -> float:
-    """``count`` one-message publishes over one pipelined connection; returns wall seconds."""
+def publish(
+    port: int, channel: str, script: str, count: int, sharded: bool, wait: int = 0
+) -> float:
+    """``count`` one-message publishes over one pipelined connection; returns wall seconds.
+    ``wait``: each batch is followed by ``WAIT wait 1000``, as the gateway's pipe does per flush
+    under GATEWAY_PUBLISH_MIN_REPLICAS."""
     sha = __import__("hashlib").sha1(script.encode()).hexdigest()
     args = publish_args(channel, [("", PAYLOAD)], sharded=sharded)
     call = b"*%d\r\n" % (4 + len(args)) + pack_args("EVALSHA", sha, 1, stream_key(channel), *args)
@@ -114,10 +119,14 @@ def publish(port: int, channel: str, script: str, count: int, sharded: bool) -> 
     started = time.perf_counter()
     for start in range(0, count, BATCH):
         n = min(BATCH, count - start)
-        sock.sendall(call * n)
-        for reply in _replies(sock, reader, n):
+        tail = b"*3\r\n" + pack_args("WAIT", wait, 1000) if wait else b""
+        sock.sendall(call * n + tail)
+        replies = _replies(sock, reader, n + (1 if wait else 0))
+        for reply in replies:
             if isinstance(reply, hiredis.ReplyError):
                 raise RuntimeError(f"publish refused: {reply}")
+        if wait and replies[-1] < wait:
+            raise RuntimeError(f"only {replies[-1]} of {wait} replicas acknowledged")
     took = time.perf_counter() - started
     sock.close()
     return took
@@ -151,6 +160,7 @@ def measure(
 ) -> Row:
     sharded = experiment != "classic publish"
     script = SHARDED_PUBLISH_SCRIPT if sharded else PUBLISH_SCRIPT
+    wait = 1 if experiment == WAITED else 0
     subs = Subscribers(owner.port, channel, k) if k else None
     publish(owner.port, channel, script, WARM_UP, sharded)  # the stream at its trimmed length
     time.sleep(0.2)
@@ -158,7 +168,7 @@ def measure(
     nodes = [owner, *others]
     idle = idle_rates(nodes)
     before = [redis_cpu(node) for node in nodes], proc_cpu(owner), time.perf_counter()
-    took = publish(owner.port, channel, script, n, sharded)
+    took = publish(owner.port, channel, script, n, sharded, wait)
     time.sleep(0.3)  # let deliveries drain
     after = [redis_cpu(node) for node in nodes], proc_cpu(owner), time.perf_counter()
     if subs is not None:
@@ -192,6 +202,8 @@ def run(replicas: int, publishes: int, fanouts: list[int]) -> list[Row]:
                 for k in fanouts:
                     rows.append(measure(cluster, master, channel, "sharded delivery", k, publishes))
                 rows.append(measure(cluster, master, channel, "classic publish", 0, publishes))
+                if replicas:
+                    rows.append(measure(cluster, master, channel, WAITED, 0, publishes))
         finally:
             cluster.close()
     return rows
