@@ -228,9 +228,9 @@ class PubSubLink:
     async def _read_loop(self, conn: Any) -> None:
         loop = asyncio.get_running_loop()
         protocol = self._protocol
-        on_message = self.events.on_message
         async for replies in read_replies(conn):
             self._last_seen = loop.time()
+            on_message = self.events.on_message
             for reply in replies:
                 if isinstance(reply, hiredis.ReplyError):
                     self._refused(str(reply))

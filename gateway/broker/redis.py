@@ -69,6 +69,7 @@ class SinglePubSub:
 
     def set_handler(self, handler: BrokerHandler) -> None:
         self._handler = handler
+        self._link.events.on_message = handler.on_message  # straight to the hub: the hot path
 
     async def start(self, wait: float = 5.0) -> None:
         await self._link.start(wait)

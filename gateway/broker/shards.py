@@ -73,6 +73,8 @@ class ShardedPubSub:
 
     def set_handler(self, handler: BrokerHandler) -> None:
         self._handler = handler
+        for link in self._links.values():
+            link.events.on_message = handler.on_message
 
     async def start(self, wait: float = 5.0) -> None:
         try:
@@ -144,6 +146,8 @@ class ShardedPubSub:
             name=f"{address[0]}:{address[1]}",
             events=LinkEvents(on_message=self._on_message, on_lost=self._slots.request_refresh),
         )
+        if self._handler is not None:
+            link.events.on_message = self._handler.on_message  # straight to the hub
         link.events.on_connected = lambda first: self._on_connected(link, first)
         link.events.on_moved = lambda channel: self._slots.request_refresh()
         link.launch()
