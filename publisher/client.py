@@ -330,6 +330,8 @@ class AsyncPublisher(_PublisherBase):
         """
         if self._redis is None:
             raise PublishError("pipelined publishing needs a Redis URL")
+        if self._min_replicas:  # a pipeline may span cluster nodes: one WAIT cannot cover it
+            raise PublishError("pipelined publishing does not support min_replicas")
         pipe = self._redis.pipeline(transaction=False)
         for channel, batch in batches:
             await self._call_script(channel, batch, client=pipe)  # queues it on the pipeline
