@@ -267,6 +267,7 @@ class PubSubLink:
             self._confirmed.discard(channel)
             return
         if self._sharded:  # Redis dropped it on its own: the slot moved to another node
+            log.info("redis %s gave up channel %s (its slot moved)", self.name, channel)
             self._sent.discard(channel)
             self._confirmed.discard(channel)
             self.events.on_moved(channel)
