@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -29,32 +28,18 @@ from gateway.broker.pipe import ScriptPipe, pack_args
 from gateway.broker.replies import read_replies
 from gateway.errors import BrokerUnavailable
 from gateway.metrics import PUBLISH_TIMER, REDIS_RECONNECTS
+from publisher.backoff import Backoff
 from publisher.client import AsyncPublisher
 from publisher.errors import PublishError
 from publisher.wire import ZERO_ID, HistoryLimits, publish_args, stream_key
 
-__all__ = ["Backoff", "RedisBroker"]
+__all__ = ["RedisBroker"]
 
 log = logging.getLogger("gateway.broker")
 
 REDIS_ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError)
 SUBSCRIBE_CHUNK = 500
 HEADS_CACHED = 10_000  # channels whose packed script head is kept
-
-
-class Backoff:
-    """Exponential backoff with full jitter, so many replicas do not reconnect in lockstep."""
-
-    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
-        self.base, self.cap, self.attempt = base, cap, 0
-
-    def next_delay(self) -> float:
-        delay = random.uniform(0, min(self.cap, self.base * 2**self.attempt))
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 class RedisBroker:
@@ -133,7 +118,7 @@ class RedisBroker:
             await client.aclose()
 
     async def _run(self) -> None:
-        backoff = Backoff()
+        backoff = Backoff(base=0.1, cap=5.0)  # jittered: replicas do not reconnect in lockstep
         first = True
         while not self._stopping:
             conn = None
