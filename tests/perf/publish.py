@@ -235,6 +235,9 @@ class Pacer:
         self.error_sample = ""
         self.t0 = time.monotonic()
         self.deadline = self.t0 + plan.duration
+        # One loop at a time waits for the next slot, the others queue behind it (FIFO): with
+        # 32 pipelined loops, each polling on its own woke the publisher 32 times per message.
+        self.turn = asyncio.Lock()
 
     def exhausted(self) -> bool:
         return self.next >= self.plan.max_messages or time.monotonic() >= self.deadline
@@ -245,6 +248,10 @@ class Pacer:
     async def take(self) -> tuple[int, int] | None:
         """``(first global number, count)`` of the next batch, all on one channel."""
         plan = self.plan
+        async with self.turn:
+            return await self._next(plan)
+
+    async def _next(self, plan: PubPlan) -> tuple[int, int] | None:
         while not self.exhausted():
             if plan.rate:
                 due = self.t0 + self.next / plan.rate

@@ -57,7 +57,7 @@ class Scale:
     soak_channels: int = 200
     soak_subs_per_channel: int = 10
     soak_connections: int = 4
-    soak_pipeline: int = 8  # requests in flight per publishing connection
+    soak_pipeline: int = 8  # requests in flight per publishing connection, at most
     soak_sample_every: float = 5.0  # seconds between RSS/CPU samples
     soak_warmup: float = 60.0  # RSS at this point vs the end tells warm-up from growth
     ready_timeout: float = 60.0
