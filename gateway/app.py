@@ -29,7 +29,8 @@ from gateway.cors import install_cors
 from gateway.hub import Hub
 from gateway.limits import RAW_SEND, StreamSlots
 from gateway.logs import REQUEST_ID, RequestIdMiddleware, request_id_for
-from gateway.metrics import Sampler, mark_worker_exited
+from gateway.metrics import mark_worker_exited
+from gateway.sampling import Sampler
 from gateway.settings import Settings
 from gateway.shutdown import DrainOnSignal
 

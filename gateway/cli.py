@@ -2,6 +2,13 @@
 
 Flags override ``GATEWAY_*`` variables. They are written back into the environment because with
 ``--workers N`` uvicorn starts fresh worker processes that build their settings from it.
+
+A configuration the gateway refuses (a weak secret, a bad setting, a malformed Redis URL, an
+unreadable key file) ends the process with exit code 2 and ONE line on stderr that names the
+setting and says what is wrong: what an operator reads in ``kubectl logs`` of a crash-looping
+pod, where pydantic's multi-line report was mostly boilerplate. Key files are read by the
+authenticator when the serving process builds it (so once per process); with ``--workers N``
+the supervising process builds one first, to refuse before any worker starts.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from gateway.auth import Authenticator, KeyConfigError
 from gateway.logs import logging_config
 from gateway.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from gateway.settings import Settings
@@ -44,14 +52,38 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[f"GATEWAY_{name.upper()}"] = str(value)
     try:
         settings = Settings()
-    except ValidationError as exc:
-        print(f"sse-gateway: invalid settings:\n{exc}", file=sys.stderr)
-        return 2
+        if settings.workers > 1:  # this process serves nothing: check the keys before the workers
+            Authenticator.from_settings(settings)
+    except (ValidationError, KeyConfigError) as exc:
+        return refuse(exc)
     metrics_dir = prepare_multiprocess_dir(settings.workers)
     try:
         return serve(settings)
+    except KeyConfigError as exc:  # from the app's authenticator, as uvicorn loaded the app
+        return refuse(exc)
     finally:
         remove_multiprocess_dir(metrics_dir)
+
+
+def refuse(exc: ValidationError | KeyConfigError) -> int:
+    """One line on stderr saying which setting is wrong and why; exit code 2."""
+    print(f"sse-gateway: refusing to start: {why(exc)}", file=sys.stderr)
+    return 2
+
+
+def why(exc: ValidationError | KeyConfigError) -> str:
+    if isinstance(exc, KeyConfigError):
+        return _one_line(str(exc))
+    reasons = []
+    for error in exc.errors(include_url=False, include_input=False):
+        message = error["msg"].removeprefix("Value error, ")
+        field = "_".join(str(part) for part in error["loc"])
+        reasons.append(f"GATEWAY_{field.upper()}: {message}" if field else message)
+    return _one_line("; ".join(reasons))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def serve(settings: Settings) -> int:
@@ -76,6 +108,10 @@ def serve(settings: Settings) -> int:
         # reconnect storm): the kernel drops the overflow's SYNs and they come back after 1 s.
         backlog=settings.backlog,
     )
+    if settings.workers == 1:
+        # Build the app now (uvicorn would on start-up): a refused key file is reported before
+        # the socket is bound and uvicorn logs that it is running.
+        config.load()
     sock = _listen(config, settings)
     if settings.workers > 1:
         Multiprocess(config, sockets=[sock]).run()

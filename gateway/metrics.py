@@ -8,8 +8,9 @@ Divergences from the obvious, on purpose:
   counter and the sampled lag and publish-time histograms are the only Prometheus calls left
   per message.
 * Gauges (open streams, subscriptions, hub channels, asyncio tasks) are *sampled* from the live
-  objects, once a second and right before a scrape, instead of being incremented and decremented
-  along every code path: a sampled gauge cannot drift, so "back to baseline" means no leak.
+  objects by :mod:`gateway.sampling`, once a second and right before a scrape, instead of being
+  incremented and decremented along every code path: a sampled gauge cannot drift, so "back to
+  baseline" means no leak. This module only defines the metrics and renders them.
 * Several worker processes (``--workers N``) share one port, so a scrape lands on any one of them.
   The CLI therefore runs prometheus-client's multiprocess mode: every worker writes its values to
   files under ``PROMETHEUS_MULTIPROC_DIR`` (set, and emptied, before the workers start), and
@@ -19,14 +20,12 @@ Divergences from the obvious, on purpose:
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -40,17 +39,11 @@ from prometheus_client import (
     multiprocess,
 )
 
-if TYPE_CHECKING:
-    from gateway.broker.base import Broker
-    from gateway.hub import Hub
-    from gateway.limits import StreamSlots
-
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "MULTIPROC_ENV",
     "PUBLISH_TIMER",
     "TALLY",
-    "Sampler",
     "observe_delivery_lag",
     "prepare_multiprocess_dir",
     "render",
@@ -125,7 +118,8 @@ DELIVERY_LAG = Histogram(
 
 
 class _Tally:
-    """Plain ints the hot path adds to; :class:`Sampler` moves them into the counters."""
+    """Plain ints the hot path adds to; :class:`gateway.sampling.Sampler` moves them into the
+    counters."""
 
     __slots__ = ("delivered", "published", "received")
 
@@ -197,26 +191,6 @@ PUBLISH_TIMER = _PublishTimer()
 
 def stream_closed(reason: str) -> None:
     STREAM_CLOSES.labels(reason).inc()
-
-
-class Sampler:
-    """Sets the gauges from the live objects and flushes the tallies; once a second per worker."""
-
-    def __init__(self, hub: Hub, broker: Broker, slots: StreamSlots) -> None:
-        self._hub, self._broker, self._slots = hub, broker, slots
-
-    def sample(self) -> None:
-        TALLY.flush()
-        CONNECTIONS.set(self._slots.in_use)
-        SUBSCRIPTIONS.set(sum(len(s.channels) for s in self._hub.subscriptions))
-        HUB_CHANNELS.set(self._hub.channel_count())
-        TASKS.set(len(asyncio.all_tasks()))
-        REDIS_CONNECTED.set(1 if self._broker.ready else 0)
-
-    async def run(self, interval: float = 1.0) -> None:
-        while True:
-            self.sample()
-            await asyncio.sleep(interval)
 
 
 def render(sample: Callable[[], None] | None = None) -> bytes:

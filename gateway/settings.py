@@ -2,19 +2,43 @@
 
 Built once at start-up (``create_app(settings)``) and passed down; nothing reads the environment
 after that. ``--workers`` > 1 hands settings to each worker process through the same variables.
+
+No I/O here: key files are named, not read (the authenticator reads them once, and the checks
+that need no file run here with its rules); a Redis URL is parsed, not connected to. The one
+probe of the process is the file-descriptor limit that sizes ``max_connections`` when unset.
 """
 
 from __future__ import annotations
 
 import re
+import resource
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from publisher.connect import parse_redis_url
 from publisher.wire import DEFAULT_KEY_PREFIX, DEFAULT_PUBSUB_PREFIX, HistoryLimits
 
-__all__ = ["Settings"]
+__all__ = ["FD_RESERVE", "Settings", "stream_cap_from_fd_limit"]
+
+# Descriptors a process needs besides its streams: the Redis command pool (64 by default), the
+# pub/sub and publish connections, publishers' and probes' HTTP connections, the listening
+# socket, epoll, logs and the metrics files.
+FD_RESERVE = 256
+UNLIMITED_STREAMS = 1_000_000  # RLIMIT_NOFILE unlimited: memory is the real cap
+
+
+def stream_cap_from_fd_limit() -> int:
+    """Open streams one process can hold: its soft RLIMIT_NOFILE less :data:`FD_RESERVE` (half
+    the limit when it is under twice the reserve). A fixed cap either wasted a raised limit
+    (15,000 subscribers on a process allowed 20,000 descriptors got 5,000 503s) or promised
+    streams that would fail in accept() with EMFILE."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return UNLIMITED_STREAMS
+    return soft - FD_RESERVE if soft >= 2 * FD_RESERVE else max(1, soft // 2)
 
 
 class Settings(BaseSettings):
@@ -82,7 +106,10 @@ class Settings(BaseSettings):
 
     # -- faults, limits and observability --------------------------------------------------
     max_connections: int = Field(
-        10_000, ge=1, description="open streams per process; past it 503 + Retry-After"
+        0,
+        ge=0,
+        description="open streams per process; past it 503 + Retry-After. 0 or unset: the "
+        f"process's soft RLIMIT_NOFILE less {FD_RESERVE} (half the limit below {2 * FD_RESERVE})",
     )
     redis_timeout: float = Field(
         2.0, gt=0, description="seconds a Redis command may take before publish answers 503"
@@ -116,17 +143,31 @@ class Settings(BaseSettings):
     anonymous_publish: str = Field("", description="comma-separated channel patterns")
     cors_origins: str = Field("", description="comma-separated exact origins; * only without auth")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _stream_cap(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("max_connections") in (None, "", 0, "0"):
+            data = {**data, "max_connections": stream_cap_from_fd_limit()}
+        return data
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            parse_redis_url(url)  # the one definition of what a URL may be; raises ValueError
+        return url
+
     @model_validator(mode="after")
     def _check_auth(self) -> Settings:
-        from gateway.auth.keys import keys_from_settings  # the auth package imports settings
+        from gateway.auth.keys import check_key_settings  # the auth package imports settings
 
-        keys = keys_from_settings(self)
+        check_key_settings(self)
         origins = self.cors_origin_list
-        if "*" in origins and (keys is not None or len(origins) > 1):
+        if "*" in origins and (self.auth_enabled or len(origins) > 1):
             raise ValueError("GATEWAY_CORS_ORIGINS='*' is only allowed alone and with auth off")
         bad = [o for o in origins if o != "*" and not _ORIGIN_RE.fullmatch(o)]
         if bad:
-            raise ValueError(f"CORS origins must look like https://host[:port]: {bad[:3]}")
+            raise ValueError(f"GATEWAY_CORS_ORIGINS must look like https://host[:port]: {bad[:3]}")
         return self
 
     @property
@@ -159,9 +200,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_budgets(self) -> Settings:
         if self.drain_window >= self.graceful_timeout:
-            raise ValueError("drain_window must be shorter than graceful_timeout")
+            raise ValueError("GATEWAY_DRAIN_WINDOW must be shorter than GATEWAY_GRACEFUL_TIMEOUT")
         if self.redis_url is None and self.workers > 1:
-            raise ValueError("the embedded store runs in one process: set a Redis URL for workers")
+            raise ValueError(
+                "the embedded store runs in one process: set GATEWAY_REDIS_URL for "
+                "GATEWAY_WORKERS > 1"
+            )
         return self
 
     @property

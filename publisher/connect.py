@@ -42,6 +42,7 @@ def parse_redis_url(url: str) -> RedisTarget:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in ("redis", "rediss", "unix"):
+        parts.port  # noqa: B018 - a malformed port raises ValueError here, not at the first connect
         return RedisTarget(mode="standalone", url=url)
     base, _, mode = scheme.partition("+")
     if base not in ("redis", "rediss") or mode not in ("sentinel", "cluster"):

@@ -34,6 +34,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from publisher.backoff import backoff_delay
 from publisher.decode import Gap, Item, Message, NdjsonDecoder, SseDecoder
 from publisher.errors import (
     BackendUnavailable,
@@ -139,8 +140,7 @@ class _Session:
         base = self.hint if self.hint is not None else self.retry_initial
         if self.failures == 0:
             return base * random.uniform(1.0, 1.5)
-        ceiling = min(self.retry_max, max(base, 0.05) * 2.0 ** (self.failures - 1))
-        return max(after or 0.0, ceiling * random.uniform(0.5, 1.0))
+        return max(after or 0.0, backoff_delay(self.failures, max(base, 0.05), self.retry_max))
 
     def steps(self, decoder: Decoder, chunk: bytes) -> Iterator[Item]:
         """Items in order; the position moves as each one is handed out (never before)."""

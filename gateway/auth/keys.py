@@ -1,5 +1,10 @@
 """Key material for verifying tokens, loaded once at start-up from the environment or files.
 
+Only the :class:`~gateway.auth.Authenticator` loads keys (:func:`keys_from_settings`), so key
+files are read once per process, when it is built. The settings check what they can without
+reading a file (:func:`check_key_settings`: one source, the inline secret, the algorithms), with
+the same rules :func:`load_keys` applies.
+
 Sources (exactly one): a shared HMAC secret (``GATEWAY_JWT_SECRET`` or, for Kubernetes Secrets,
 ``GATEWAY_JWT_SECRET_FILE``), a PEM public key file (RS256/ES256) or a JWKS file (keys chosen by
 the token's ``kid``). Nothing here ever puts key material into a message or a log line.
@@ -11,6 +16,8 @@ HS256 with it would let anyone who has the public key sign tokens (algorithm con
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +31,14 @@ from gateway.auth.errors import KeyConfigError
 if TYPE_CHECKING:  # settings validates with this module, so it is imported lazily there
     from gateway.settings import Settings
 
-__all__ = ["MIN_SECRET_BYTES", "KeySet", "check_secret", "load_keys"]
+__all__ = [
+    "MIN_SECRET_BYTES",
+    "KeySet",
+    "check_key_settings",
+    "check_secret",
+    "keys_from_settings",
+    "load_keys",
+]
 
 MIN_SECRET_BYTES = 32
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -90,25 +104,35 @@ def check_secret(secret: bytes) -> None:
 
 
 def keys_from_settings(settings: Settings) -> KeySet | None:
-    """The key set the settings configure: one definition for start-up checks and auth."""
-    return load_keys(
-        secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
-        secret_file=settings.jwt_secret_file,
-        public_key_file=settings.jwt_public_key_file,
-        jwks_file=settings.jwt_jwks_file,
-        algorithms=settings.jwt_algorithm_list,
-    )
+    """The key set the settings configure, key files read: for the authenticator."""
+    return load_keys(**_sources(settings))
 
 
-def load_keys(
+def check_key_settings(settings: Settings) -> None:
+    """What the settings can check without reading a file; raises :class:`KeyConfigError`."""
+    check_key_sources(**_sources(settings))
+
+
+def _sources(settings: Settings) -> dict[str, Any]:
+    return {
+        "secret": settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+        "secret_file": settings.jwt_secret_file,
+        "public_key_file": settings.jwt_public_key_file,
+        "jwks_file": settings.jwt_jwks_file,
+        "algorithms": settings.jwt_algorithm_list,
+    }
+
+
+def check_key_sources(
     *,
     secret: str | None,
     secret_file: Path | None,
     public_key_file: Path | None,
     jwks_file: Path | None,
     algorithms: tuple[str, ...],
-) -> KeySet | None:
-    """The configured key set, or ``None`` when no key is configured (auth off)."""
+) -> None:
+    """The rules that need no file: one source at most, a strong inline secret, algorithms that
+    fit the kind of key, and no algorithms without a key."""
     given = [
         name
         for name, value in (
@@ -122,17 +146,55 @@ def load_keys(
     if len(given) > 1:
         raise KeyConfigError(f"configure one JWT key source, not {len(given)}: {', '.join(given)}")
     if secret:
+        with _about("GATEWAY_JWT_SECRET"):
+            _hmac(secret.encode(), "GATEWAY_JWT_SECRET", algorithms)
+    elif secret_file is not None and algorithms:
+        _only(algorithms, HMAC_ALGORITHMS, "a shared secret")
+    elif (public_key_file is not None or jwks_file is not None) and algorithms:
+        _only(algorithms, PUBLIC_ALGORITHMS, "a public key" if public_key_file else "a JWKS")
+    elif not given and algorithms:
+        raise KeyConfigError("GATEWAY_JWT_ALGORITHMS is set but no JWT key is configured")
+
+
+def load_keys(
+    *,
+    secret: str | None,
+    secret_file: Path | None,
+    public_key_file: Path | None,
+    jwks_file: Path | None,
+    algorithms: tuple[str, ...],
+) -> KeySet | None:
+    """The configured key set, or ``None`` when no key is configured (auth off)."""
+    check_key_sources(
+        secret=secret,
+        secret_file=secret_file,
+        public_key_file=public_key_file,
+        jwks_file=jwks_file,
+        algorithms=algorithms,
+    )
+    if secret:
         return _hmac(secret.encode(), "GATEWAY_JWT_SECRET", algorithms)
     if secret_file is not None:
-        # Files mounted from Kubernetes Secrets often end in a newline nobody meant.
-        return _hmac(_read(secret_file).rstrip(b"\r\n"), f"file {secret_file}", algorithms)
+        with _about("GATEWAY_JWT_SECRET_FILE"):
+            # Files mounted from Kubernetes Secrets often end in a newline nobody meant.
+            secret_bytes = _read(secret_file).rstrip(b"\r\n")
+            return _hmac(secret_bytes, f"file {secret_file}", algorithms)
     if public_key_file is not None:
-        return _public_key(public_key_file, algorithms)
+        with _about("GATEWAY_JWT_PUBLIC_KEY_FILE"):
+            return _public_key(public_key_file, algorithms)
     if jwks_file is not None:
-        return _jwks(jwks_file, algorithms)
-    if algorithms:
-        raise KeyConfigError("GATEWAY_JWT_ALGORITHMS is set but no JWT key is configured")
+        with _about("GATEWAY_JWT_JWKS_FILE"):
+            return _jwks(jwks_file, algorithms)
     return None
+
+
+@contextmanager
+def _about(setting: str) -> Iterator[None]:
+    """Name the setting in a refusal: the start-up error is one line that says what to fix."""
+    try:
+        yield
+    except KeyConfigError as exc:
+        raise KeyConfigError(f"{setting}: {exc}") from None
 
 
 def _read(path: Path) -> bytes:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,29 +30,15 @@ import redis.exceptions
 
 from gateway.broker.replies import read_replies
 from gateway.errors import BrokerUnavailable
+from publisher.backoff import Backoff
 
-__all__ = ["REDIS_ERRORS", "Backoff", "LinkEvents", "PubSubLink"]
+__all__ = ["REDIS_ERRORS", "LinkEvents", "PubSubLink"]
 
 log = logging.getLogger("gateway.broker")
 
 # asyncio raises RuntimeError for a write on a transport redis-py has just closed (a failover).
 REDIS_ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError, RuntimeError)
 SUBSCRIBE_CHUNK = 500
-
-
-class Backoff:
-    """Exponential backoff with full jitter, so many replicas do not reconnect in lockstep."""
-
-    def __init__(self, base: float = 0.1, cap: float = 5.0) -> None:
-        self.base, self.cap, self.attempt = base, cap, 0
-
-    def next_delay(self) -> float:
-        delay = random.uniform(0, min(self.cap, self.base * 2**self.attempt))
-        self.attempt += 1
-        return delay
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def _ignore(*_: Any) -> None:
@@ -147,7 +132,7 @@ class PubSubLink:
         self._fail_waiters("the pub/sub connection was closed")
 
     async def _run(self) -> None:
-        backoff = Backoff()
+        backoff = Backoff(base=0.1, cap=5.0)  # jittered: replicas do not reconnect in lockstep
         first = True
         while not self._stopping:
             conn = None

@@ -23,13 +23,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
+from publisher.backoff import Backoff
 from publisher.client import AsyncPublisher
 from publisher.errors import BackendUnavailable, PublishError
 from publisher.wire import DEFAULT_HISTORY, DEFAULT_KEY_PREFIX, HistoryLimits
@@ -70,17 +70,6 @@ class BridgeStats:
         return " ".join(f"{name}={value}" for name, value in asdict(self).items())
 
 
-@dataclass
-class _Backoff:
-    initial: float
-    ceiling: float
-    failures: int = field(default=0)
-
-    def next(self) -> float:
-        self.failures += 1
-        return min(self.ceiling, self.initial * 2.0 ** (self.failures - 1)) * random.uniform(0.5, 1)
-
-
 class Bridge:
     def __init__(self, config: BridgeConfig, publisher: AsyncPublisher | None = None) -> None:
         if not config.mapping:
@@ -93,14 +82,14 @@ class Bridge:
 
     async def run(self) -> None:
         """Run until cancelled: (re)connect, LISTEN, forward. Cancelling is the way to stop."""
-        backoff = _Backoff(self.config.retry_initial, self.config.retry_max)
+        backoff = Backoff(self.config.retry_initial, self.config.retry_max)
         reporter = asyncio.create_task(self._report())
         try:
             while True:
                 try:
                     await self._session(backoff)
                 except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-                    delay = backoff.next()
+                    delay = backoff.next_delay()
                     self.stats.disconnects += 1
                     log.warning(
                         "database unavailable (%s); retrying in %.1fs. NOTIFYs sent until the "
@@ -114,7 +103,7 @@ class Bridge:
             log.info("bridge stopped: %s", self.stats.summary())
             await self._publisher.aclose()
 
-    async def _session(self, backoff: _Backoff) -> None:
+    async def _session(self, backoff: Backoff) -> None:
         conn = await psycopg.AsyncConnection.connect(
             self.config.dsn,
             autocommit=True,
@@ -128,7 +117,7 @@ class Bridge:
             for channel in self.config.mapping:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             self.stats.connects += 1
-            backoff.failures = 0
+            backoff.reset()
             log.info("listening on %s", ", ".join(sorted(self.config.mapping)))
             while True:
                 async for notify in conn.notifies(timeout=self.config.health_interval):
@@ -156,14 +145,14 @@ class Bridge:
         await self._publish(pg_channel, target, message, payload)
 
     async def _publish(self, pg_channel: str, target: str, message: Any, payload: str) -> None:
-        backoff = _Backoff(self.config.retry_initial, self.config.retry_max)
+        backoff = Backoff(self.config.retry_initial, self.config.retry_max)
         while True:
             try:
                 await self._publisher.publish(target, message)
                 self.stats.published += 1
                 return
             except BackendUnavailable as exc:
-                delay = backoff.next()
+                delay = backoff.next_delay()
                 log.warning("publish to %s failed (%s); retrying in %.1fs", target, exc, delay)
                 await asyncio.sleep(delay)
             except (ValueError, PublishError) as exc:  # InvalidMessage is a ValueError too

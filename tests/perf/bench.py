@@ -4,9 +4,13 @@
     python -m tests.perf.bench --quick               # tiny scale: gateway + hand-written, ~20 s
     python -m tests.perf.bench --servers gateway,nchan --scenarios s1,s4 --json out.json
 
+    python -m tests.perf.bench --servers gateway,nchan --scenarios unbatched,soak --soak-seconds 60
+
 Scenarios: s1 saturation (deliveries per server CPU-second), s2 memory per idle subscriber,
 s3 time to connect N subscribers, s4 latency at 2000 msg/s over HTTP on 1000 channels,
-s5 HTTP publish throughput (single JSON vs NDJSON). See docs/performance.md.
+s5 HTTP publish throughput (single JSON vs NDJSON), unbatched fan-out (one producer connection,
+one message per POST, pipelined), soak (minutes at 1000 msg/s: tail latency and RSS over time).
+Every server is fed through its own HTTP publish endpoint. See docs/performance.md.
 """
 
 from __future__ import annotations
@@ -52,6 +56,20 @@ ROWS = [
     ("s5", "single_msgs_per_cpu_s", "S5 single: messages per server CPU-second", "{:,.0f}"),
     ("s5", "ndjson_msgs_per_s", "S5 HTTP NDJSON publish (msg/s)", "{:,.0f}"),
     ("s5", "ndjson_msgs_per_cpu_s", "S5 NDJSON: messages per server CPU-second", "{:,.0f}"),
+    ("unbatched", "deliveries_per_cpu_s", "Unbatched deliveries per server CPU-second", "{:,.0f}"),
+    ("unbatched", "deliveries_per_s", "Unbatched deliveries per wall second", "{:,.0f}"),
+    ("unbatched", "server_cpu_pct", "Unbatched server CPU (% of one core)", "{:.0f}"),
+    ("unbatched", "check", "Unbatched delivered/lost/duplicated", "{}"),
+    ("soak", "p50_ms", "Soak p50 latency (ms)", "{:.2f}"),
+    ("soak", "p99_ms", "Soak p99 latency (ms)", "{:.2f}"),
+    ("soak", "p99_9_ms", "Soak p99.9 latency (ms)", "{:.2f}"),
+    ("soak", "max_ms", "Soak max latency (ms)", "{:.1f}"),
+    ("soak", "publish_rate", "Soak achieved publish rate (msg/s)", "{:,.0f}"),
+    ("soak", "server_cpu_pct", "Soak server CPU (% of one core)", "{:.0f}"),
+    ("soak", "rss_warm_mib", "Soak RSS after warm-up (MiB)", "{:.1f}"),
+    ("soak", "rss_end_mib", "Soak RSS at the end (MiB)", "{:.1f}"),
+    ("soak", "rss_slope_mib_per_min", "Soak RSS slope after warm-up (MiB/min)", "{:+.3f}"),
+    ("soak", "check", "Soak delivered/lost/duplicated", "{}"),
 ]
 
 
@@ -129,7 +147,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--servers", help=f"comma-separated subset of {','.join(SERVERS)}")
     parser.add_argument("--scenarios", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
-    parser.add_argument("--time-limit", type=float, help="hard wall-clock limit, seconds")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        help="hard wall-clock limit, seconds (default 1800, 60 with --quick, plus the soak)",
+    )
     parser.add_argument("--log-dir", type=Path, help="keep the servers' logs here")
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes for the gateway and nchan"
@@ -163,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.server_arg:
         name, _, value = item.partition("=")
         extra.setdefault(name, []).append(value)
-    limit = args.time_limit or (60 if args.quick else 1800)
+    soak = (scale.soak_seconds + 60) * len(servers) if "soak" in scenarios else 0
+    limit = args.time_limit or (60 if args.quick else 1800) + soak
     signal.signal(signal.SIGALRM, _timeout)
     signal.alarm(int(limit))
     nofile = raise_nofile()

@@ -5,7 +5,8 @@ Transports (``mode``):
 * ``redis-raw``: ``PUBLISH channel json`` on a raw RESP connection, pipelined per batch.
 * ``lua``: the gateway's atomic publish script through ``publisher.AsyncPublisher`` (history +
   announcement, what a real producer does).
-* ``http``: one ``POST {pub_path}`` per message with a JSON body, on keep-alive connections.
+* ``http``: one ``POST {pub_path}`` per message with a JSON body, on ``concurrency`` keep-alive
+  connections with up to ``pipeline`` requests in flight on each (pipelined, answered in order).
 * ``ndjson``: ``POST`` batches as ``application/x-ndjson``, one message per line.
 
 Pacing: with ``rate`` > 0 messages are due at ``rate`` per second (open loop; a late sender
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -41,7 +43,8 @@ class PubPlan:
     rate: float = 0.0
     window: int = 0
     fanout: float = 1.0  # subscribers per channel, to turn delivered events into messages
-    concurrency: int = 4
+    concurrency: int = 4  # connections (HTTP) or sender loops (Redis)
+    pipeline: int = 1  # HTTP requests in flight on one connection
     batch: int = 1
     size: int = 256
 
@@ -103,13 +106,100 @@ class Lua(Sender):
             await shared.aclose()
 
 
-class Http(Sender):
+class HttpLink:
+    """One keep-alive connection that ``pipeline`` sender loops share.
+
+    Each request is written as soon as its loop has it, without waiting for the answers before
+    it (HTTP/1.1 pipelining); the server answers in order, so one reader task settles the
+    waiting futures first in, first out. With one loop per link this is plain keep-alive.
+    """
+
     def __init__(self, plan: PubPlan) -> None:
         self.plan = plan
+        self.writer: asyncio.StreamWriter | None = None
+        self.waiting: deque[asyncio.Future[tuple[bytes, bytes]]] = deque()
+        self.opening = asyncio.Lock()
+        self.reader_task: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        async with self.opening:  # every loop of a broken link calls this; one reconnects
+            if self.writer is None:
+                reader, self.writer = await asyncio.open_connection(self.plan.host, self.plan.port)
+                self.reader_task = asyncio.create_task(self._answers(reader, self.writer))
+
+    def request(self, raw: bytes) -> asyncio.Future[tuple[bytes, bytes]]:
+        if self.writer is None:
+            raise ConnectionError("publishing connection is closed")
+        answer = asyncio.get_running_loop().create_future()
+        self.waiting.append(answer)
+        self.writer.write(raw)
+        return answer
+
+    async def _answers(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        error: BaseException = ConnectionError("publishing connection closed by the server")
+        try:
+            while True:
+                status, body, close = await _response(reader)
+                self.waiting.popleft().set_result((status, body))
+                if close:  # the server ends keep-alive (nginx after keepalive_requests)
+                    break
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            error = exc
+        finally:
+            self._broken(writer, error)
+
+    def _broken(self, writer: asyncio.StreamWriter, error: BaseException) -> None:
+        writer.close()
+        if self.writer is writer:
+            self.writer = None
+        while self.waiting:  # asked on this connection, never answered: the loops count them
+            self.waiting.popleft().set_exception(error)
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self.reader_task is not None:
+            self.reader_task.cancel()
+
+
+async def _response(reader: asyncio.StreamReader) -> tuple[bytes, bytes, bool]:
+    """``(status, body, connection close)`` of the next response on ``reader``."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = lines[0].split(b" ", 2)[1]
+    size, chunked, close = 0, False, False
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            size = int(value)
+        elif name == b"transfer-encoding":
+            chunked = b"chunked" in value.lower()
+        elif name == b"connection":
+            close = b"close" in value.lower()
+    return status, await _body(reader, size, chunked), close
+
+
+async def _body(reader: asyncio.StreamReader, size: int, chunked: bool) -> bytes:
+    if not chunked:
+        return await reader.readexactly(size) if size else b""
+    out = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        out.append(await reader.readexactly(size + 2))
+        if size == 0:
+            return b"".join(out)
+
+
+class Http(Sender):
+    def __init__(self, plan: PubPlan, link: HttpLink) -> None:
+        self.plan = plan
+        self.link = link
         self.ndjson = plan.mode == "ndjson"
 
     async def open(self) -> None:
-        self.reader, self.writer = await asyncio.open_connection(self.plan.host, self.plan.port)
+        await self.link.open()
 
     async def send(self, channel: str, payloads: list[bytes]) -> None:
         if self.ndjson:
@@ -118,50 +208,19 @@ class Http(Sender):
             assert len(payloads) == 1
             body, ctype = payloads[0], b"application/json"
         path = self.plan.pub_path.format(ch=channel).encode()
-        self.writer.write(
+        status, answer = await self.link.request(
             b"POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n%s"
             % (path, self.plan.host.encode(), self.plan.port, ctype, len(body), body)
         )
-        head = await self.reader.readuntil(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = lines[0].split(b" ", 2)[1]
-        size, chunked, close = 0, False, False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                size = int(value)
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection":
-                close = b"close" in value.lower()
-        body = await self._body(size, chunked)
-        if close:  # the server ends keep-alive (nginx after keepalive_requests): reconnect
-            await self.close()
-            await self.open()
         if not status.startswith(b"2"):
-            raise RuntimeError(f"HTTP {status.decode()}: {body[:200]!r}")
-
-    async def _body(self, size: int, chunked: bool) -> bytes:
-        if not chunked:
-            return await self.reader.readexactly(size) if size else b""
-        out = []
-        while True:
-            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            out.append(await self.reader.readexactly(size + 2))
-            if size == 0:
-                return b"".join(out)
+            raise RuntimeError(f"HTTP {status.decode()}: {answer[:200]!r}")
 
     async def close(self) -> None:
-        self.writer.close()
+        pass  # the link is shared by `pipeline` loops: _run closes it once they are all done
 
 
-SENDERS: dict[str, Callable[[PubPlan], Sender]] = {
-    "redis-raw": RedisRaw,
-    "lua": Lua,
-    "http": Http,
-    "ndjson": Http,
-}
+SENDERS: dict[str, Callable[[PubPlan], Sender]] = {"redis-raw": RedisRaw, "lua": Lua}
+HTTP_MODES = ("http", "ndjson")
 
 
 class Pacer:
@@ -176,6 +235,9 @@ class Pacer:
         self.error_sample = ""
         self.t0 = time.monotonic()
         self.deadline = self.t0 + plan.duration
+        # One loop at a time waits for the next slot, the others queue behind it (FIFO): with
+        # 32 pipelined loops, each polling on its own woke the publisher 32 times per message.
+        self.turn = asyncio.Lock()
 
     def exhausted(self) -> bool:
         return self.next >= self.plan.max_messages or time.monotonic() >= self.deadline
@@ -186,6 +248,10 @@ class Pacer:
     async def take(self) -> tuple[int, int] | None:
         """``(first global number, count)`` of the next batch, all on one channel."""
         plan = self.plan
+        async with self.turn:
+            return await self._next(plan)
+
+    async def _next(self, plan: PubPlan) -> tuple[int, int] | None:
         while not self.exhausted():
             if plan.rate:
                 due = self.t0 + self.next / plan.rate
@@ -203,8 +269,7 @@ class Pacer:
         return None
 
 
-async def _sender_loop(plan: PubPlan, pacer: Pacer) -> None:
-    sender = SENDERS[plan.mode](plan)
+async def _sender_loop(plan: PubPlan, pacer: Pacer, sender: Sender) -> None:
     await sender.open()
     nch = len(plan.channels)
     try:
@@ -232,11 +297,20 @@ async def _sender_loop(plan: PubPlan, pacer: Pacer) -> None:
 
 async def _run(plan: PubPlan, progress: Any) -> dict[str, Any]:
     pacer = Pacer(plan, progress)
+    links = [HttpLink(plan) for _ in range(plan.concurrency)] if plan.mode in HTTP_MODES else []
+    if links:  # `pipeline` loops per connection, each with one request in flight
+        senders: list[Sender] = [
+            Http(plan, links[i % len(links)]) for i in range(plan.concurrency * plan.pipeline)
+        ]
+    else:
+        senders = [SENDERS[plan.mode](plan) for _ in range(plan.concurrency)]
     t0 = time.monotonic_ns()
     try:
-        await asyncio.gather(*(_sender_loop(plan, pacer) for _ in range(plan.concurrency)))
+        await asyncio.gather(*(_sender_loop(plan, pacer, sender) for sender in senders))
     finally:
         await Lua.close_shared()
+        for link in links:
+            await link.close()
     t1 = time.monotonic_ns()
     return {
         "published": pacer.published,

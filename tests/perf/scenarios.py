@@ -1,4 +1,7 @@
-"""The benchmark scenarios (S1-S5), each run against one started :class:`Server`.
+"""The benchmark scenarios (S1-S5, unbatched, soak), each run against one started :class:`Server`.
+
+Every server is fed the same way: one message per ``POST`` to its own HTTP publish endpoint
+(NDJSON batches in S5 where the server has them), so no server gets its messages pre-batched.
 
 Every scenario is bounded in connections, messages and wall-clock time, and returns a flat dict
 of figures. Server CPU is utime+stime of the server's process tree (workers included) read from
@@ -13,6 +16,7 @@ from typing import Any
 
 from tests.perf import pyspy
 from tests.perf.publish import PubPlan, start_publisher
+from tests.perf.series import Series
 from tests.perf.servers import Server
 from tests.perf.sse_client import WorkerStats
 from tests.perf.stats import Histogram, pct
@@ -29,6 +33,7 @@ class Scale:
     s1_seconds: float = 10.0
     s1_max_messages: int = 100_000
     s1_window: int = 20  # messages published but not yet delivered to every subscriber
+    s1_connections: int = 8  # keep-alive publishing connections, one request in flight on each
     s1_rate: float = 0.0  # messages/s; 0 = as fast as the window allows
     s1_sample_mask: int = 15  # latency of 1 message in 16: keeps the client lean
     s2_subs: int = 2000
@@ -41,6 +46,20 @@ class Scale:
     s5_seconds: float = 5.0
     s5_max_messages: int = 2_000_000
     s5_batch: int = 100
+    unbatched_subs: int = 1000
+    unbatched_seconds: float = 10.0
+    unbatched_max_messages: int = 100_000
+    unbatched_pipeline: int = 32  # requests in flight on the one publishing connection
+    unbatched_window: int = 64  # and at most this many published but not yet delivered to all
+    unbatched_sample_mask: int = 15
+    soak_seconds: float = 300.0
+    soak_rate: float = 1000.0
+    soak_channels: int = 200
+    soak_subs_per_channel: int = 10
+    soak_connections: int = 4
+    soak_pipeline: int = 8  # requests in flight per publishing connection, at most
+    soak_sample_every: float = 5.0  # seconds between RSS/CPU samples
+    soak_warmup: float = 60.0  # RSS at this point vs the end tells warm-up from growth
     ready_timeout: float = 60.0
     drain_timeout: float = 30.0
     py_spy: str = ""  # a directory: profile Python servers with py-spy in S1, S3, S4, S5
@@ -63,6 +82,17 @@ class Scale:
             s5_seconds=1.0,
             s5_max_messages=200,
             s5_batch=20,
+            unbatched_subs=50,
+            unbatched_seconds=2.0,
+            unbatched_max_messages=200,
+            unbatched_window=50,
+            unbatched_sample_mask=0,
+            soak_seconds=2.0,
+            soak_rate=200.0,
+            soak_channels=10,
+            soak_subs_per_channel=2,
+            soak_sample_every=0.25,
+            soak_warmup=0.5,
             ready_timeout=15.0,
             drain_timeout=5.0,
             settle=0.2,
@@ -89,9 +119,10 @@ def _merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _latency(hist: Histogram) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
-    for p in (50, 90, 99):
+    for p in (50, 90, 99, 99.9, 100):
         value = hist.percentile(p)
-        out[f"p{p}_ms"] = None if value is None else value / 1000
+        name = "max_ms" if p == 100 else f"p{p:g}_ms".replace(".", "_")
+        out[name] = None if value is None else value / 1000
     return out
 
 
@@ -113,7 +144,8 @@ def _drain(pool: WorkerPool, target: int, limit: float) -> None:
 def fanout(
     server: Server, scale: Scale, *, tag: str, channels: list[str], subs_per_channel: int,
     mode: str, rate: float, seconds: float, max_messages: int, window: int = 0,
-    batch: int = 1, concurrency: int = 4, sample_mask: int = 0,
+    batch: int = 1, concurrency: int = 4, pipeline: int = 1, sample_mask: int = 0,
+    series_every: float = 0.0, warmup: float = 0.0,
 ) -> dict[str, Any]:  # fmt: skip
     """Subscribers on ``channels``, one publisher, then count and time what arrived."""
     subs = [
@@ -131,12 +163,14 @@ def fanout(
             mode, "127.0.0.1", server.port, server.redis_url, server.pub_path, channels,
             max_messages, seconds, rate=rate, window=window,
             fanout=max(1.0, connected / len(channels)), concurrency=concurrency, batch=batch,
+            pipeline=pipeline,
         )  # fmt: skip
         pids = server.pids()
         profilers = pyspy.start(pids, scale.py_spy, f"{server.name}-{tag}", seconds)
         cpu0, t0 = cpu_seconds(pids), time.monotonic()
         proc, pipe = start_publisher(plan, pool.progress)
-        pub = pipe.recv() if pipe.poll(seconds + 60) else {"published": [], "errors": -1}
+        series = Series(pids, series_every or seconds + 60)
+        pub = series.wait(pipe, seconds + 60) or {"published": [], "errors": -1}
         proc.join(5)
         pyspy.finish(profilers)
         published = pub["published"]
@@ -170,18 +204,39 @@ def fanout(
         "deliveries_per_s": delivered / (t1 - t0),
         "publish_rate": sum(published) / pub["seconds"] if pub.get("seconds") else None,
         **_latency(stats.latency),
+        **(series.report(warmup) if series_every else {}),
     }
 
 
 def s1_saturation(server: Server, scale: Scale) -> dict[str, Any]:
-    batch, concurrency = (1, 8) if server.fanout_publish == "http" else (10, 2)
-    if scale.s1_rate:  # paced: one message per publish, so nothing arrives pre-batched
-        batch = 1
     return fanout(
-        server, scale, tag="s1", channels=["s1"], subs_per_channel=scale.s1_subs,
-        mode=server.fanout_publish, rate=scale.s1_rate, seconds=scale.s1_seconds,
-        max_messages=scale.s1_max_messages, window=scale.s1_window, batch=batch,
-        concurrency=concurrency, sample_mask=scale.s1_sample_mask,
+        server, scale, tag="s1", channels=["s1"], subs_per_channel=scale.s1_subs, mode="http",
+        rate=scale.s1_rate, seconds=scale.s1_seconds, max_messages=scale.s1_max_messages,
+        window=scale.s1_window, concurrency=scale.s1_connections,
+        sample_mask=scale.s1_sample_mask,
+    )  # fmt: skip
+
+
+def unbatched(server: Server, scale: Scale) -> dict[str, Any]:
+    """One producer: one keep-alive connection, one message per POST, pipelined."""
+    return fanout(
+        server, scale, tag="unbatched", channels=["unbatched"],
+        subs_per_channel=scale.unbatched_subs, mode="http", rate=0.0,
+        seconds=scale.unbatched_seconds, max_messages=scale.unbatched_max_messages,
+        window=scale.unbatched_window, concurrency=1, pipeline=scale.unbatched_pipeline,
+        sample_mask=scale.unbatched_sample_mask,
+    )  # fmt: skip
+
+
+def soak(server: Server, scale: Scale) -> dict[str, Any]:
+    """A steady moderate load for minutes: tail latency, CPU, and RSS over time."""
+    channels = [f"soak-{i}" for i in range(scale.soak_channels)]
+    return fanout(
+        server, scale, tag="soak", channels=channels,
+        subs_per_channel=scale.soak_subs_per_channel, mode="http", rate=scale.soak_rate,
+        seconds=scale.soak_seconds, max_messages=int(scale.soak_rate * scale.soak_seconds),
+        concurrency=scale.soak_connections, pipeline=scale.soak_pipeline,
+        series_every=scale.soak_sample_every, warmup=scale.soak_warmup,
     )  # fmt: skip
 
 
@@ -273,4 +328,6 @@ SCENARIOS = {
     "s1": s1_saturation,
     "s4": s4_latency,
     "s5": s5_publish,
+    "unbatched": unbatched,
+    "soak": soak,
 }

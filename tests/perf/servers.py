@@ -46,7 +46,6 @@ class Server:
     redis_url: str
     sub_path: str = "/subscribe/{ch}"
     pub_path: str = "/publish/{ch}"
-    fanout_publish: str = "redis-raw"  # how S1 publishes: redis-raw | lua | http
     ndjson: bool = True
     notes: list[str] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
@@ -141,7 +140,7 @@ class Launcher:
             cmd += ["--host", "127.0.0.1"]
         proc = self.spawn("gateway", cmd + extra, cwd=ROOT)
         self.wait_listening("gateway", proc, port)
-        return Server("gateway", port, proc.pid, redis_url, fanout_publish="lua")
+        return Server("gateway", port, proc.pid, redis_url)
 
     def _handwritten(self, port: int, redis_url: str, workers: int, extra: list[str]) -> Server:
         redis_port = redis_url.rsplit(":", 1)[1].split("/")[0]
@@ -182,7 +181,6 @@ class Launcher:
             redis_url,
             sub_path="/sub/{ch}",
             pub_path="/pub/{ch}",
-            fanout_publish="http",
             ndjson=False,
         )
 

@@ -1,7 +1,8 @@
 """Smoke run of the benchmark tool: ``--quick`` against the gateway and the hand-written baseline.
 
-Asserts correctness only (every subscriber got every message once) and that figures were
-printed. Timings are never asserted: this machine is shared and small.
+Asserts correctness only (every subscriber got every message once, in every scenario including
+the unbatched fan-out and the soak) and that figures were printed. Timings are never asserted:
+this machine is shared and small.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.perf.series import Series
 from tests.perf.sse_client import ChunkDecoder, SseParser, parse_message
 from tests.perf.stats import Histogram
 
@@ -27,16 +29,16 @@ pytestmark = pytest.mark.perf
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
     assert shutil.which("redis-server"), "redis-server is missing: run the README's test command"
     out = tmp_path_factory.mktemp("bench") / "quick.json"
-    cmd = [sys.executable, "-m", "tests.perf.bench", "--quick", "--time-limit", "35"]
+    cmd = [sys.executable, "-m", "tests.perf.bench", "--quick", "--time-limit", "50"]
     done = subprocess.run(
-        [*cmd, "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=45
+        [*cmd, "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     printed = done.stdout + done.stderr
     assert done.returncode == 0, printed[-3000:]
     return done.stdout, json.loads(out.read_text())["results"]
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(75)
 @pytest.mark.parametrize("server", ["gateway", "handwritten"])
 def test_quick_run_delivers_every_message_exactly_once(
     quick_run: tuple[str, dict[str, Any]], server: str
@@ -44,7 +46,7 @@ def test_quick_run_delivers_every_message_exactly_once(
     _, results = quick_run
     figures = results[server]
     assert "error" not in figures, figures["error"]
-    for scenario in ("s1", "s4"):
+    for scenario in ("s1", "s4", "unbatched", "soak"):
         got = figures[scenario]
         assert got["published"] > 0, got
         assert got["connected"] == got["subscribers"], got
@@ -60,13 +62,25 @@ def test_quick_run_delivers_every_message_exactly_once(
         assert figures[scenario]["connected"] == figures[scenario]["subscribers"], figures
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(75)
+def test_quick_soak_samples_rss_over_time(quick_run: tuple[str, dict[str, Any]]) -> None:
+    soak = quick_run[1]["gateway"]["soak"]
+    times = [t for t, _ in soak["rss_series"]]
+    assert len(times) >= 3 and times == sorted(times), soak["rss_series"]
+    assert all(mib > 0 for _, mib in soak["rss_series"]), soak["rss_series"]
+    assert soak["warmup_s"] <= times[-1], soak
+    for key in ("rss_warm_mib", "rss_end_mib", "p99_9_ms", "max_ms"):
+        assert soak[key] is not None, (key, soak)
+
+
+@pytest.mark.timeout(75)
 def test_quick_run_prints_the_figures(quick_run: tuple[str, dict[str, Any]]) -> None:
     stdout, _ = quick_run
     assert "## Results" in stdout
     table = stdout.split("## Results", 1)[1]
     assert "| figure | gateway | handwritten |" in table
-    for label in ("deliveries per server CPU-second", "memory per idle subscriber", "p99"):
+    labels = ("deliveries per server CPU-second", "memory per idle subscriber", "p99", "Soak p99.9")
+    for label in (*labels, "Unbatched deliveries per server CPU-second", "RSS slope"):
         assert label in table
 
 
@@ -103,3 +117,20 @@ def test_histogram_percentiles_are_within_a_fraction_of_a_percent() -> None:
     p50, p99 = hist.percentile(50), hist.percentile(99)
     assert p50 is not None and abs(p50 - 50_000) / 50_000 < 0.005
     assert p99 is not None and abs(p99 - 99_000) / 99_000 < 0.005
+
+
+def test_histogram_max_is_the_largest_value_within_its_bucket() -> None:
+    hist = Histogram()
+    for us in (3, 700, 123_456):
+        hist.add(us)
+    top = hist.percentile(100)
+    assert top is not None and abs(top - 123_456) / 123_456 < 0.005
+
+
+def test_rss_slope_is_least_squares_per_minute() -> None:
+    series = Series([], every=1.0)
+    series.samples = [(float(t), 100 + t / 60, 0.0) for t in range(0, 301, 5)]  # 1 MiB a minute
+    report = series.report(warmup=60)
+    assert report["warmup_s"] == 60
+    assert report["rss_slope_mib_per_min"] == pytest.approx(1.0, abs=1e-3)
+    assert report["rss_growth_after_warmup_mib"] == pytest.approx(4.0, abs=1e-2)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,12 +26,14 @@ class GatewayProcess:
         workers: int = 1,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.redis_url = redis_url
         self.port = port or free_port()
         self.workers = workers
         self.env = env or {}
         self.log_path = log_path
+        self.preexec_fn = preexec_fn  # runs in the child before exec: e.g. a lower RLIMIT_NOFILE
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file = None
 
@@ -51,7 +54,14 @@ class GatewayProcess:
         if self.log_path is not None:
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
             out = self._log_file
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,  # a setrlimit only: safe between fork and exec
+        )
         if wait_ready:
             self.wait_ready()
         return self
