@@ -18,6 +18,7 @@ from uvicorn.supervisors import Multiprocess
 
 from gateway.logs import logging_config
 from gateway.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
+from gateway.server.uvicorn_hook import UvicornHttp, check_version
 from gateway.settings import Settings
 from gateway.shutdown import DRAIN_MARGIN
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"sse-gateway: invalid settings:\n{exc}", file=sys.stderr)
         return 2
+    check_version()
     metrics_dir = prepare_multiprocess_dir(settings.workers)
     try:
         return serve(settings)
@@ -75,6 +77,7 @@ def serve(settings: Settings) -> int:
         # uvicorn's 2048 overflowed when 5000 clients connected at once (a replica restart's
         # reconnect storm): the kernel drops the overflow's SYNs and they come back after 1 s.
         backlog=settings.backlog,
+        http=UvicornHttp,  # our HTTP/1.1 protocol (gateway.server); uvicorn runs the process
     )
     sock = _listen(config, settings)
     if settings.workers > 1:
