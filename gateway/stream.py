@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import socket
@@ -86,6 +87,8 @@ class StreamResponse(Response):
         self.on_close: list[Callable[[], None]] = []
         self._started = time.monotonic()
         self._closed = False
+        # The request's context (its request id): the end may be noticed in a callback.
+        self._context = contextvars.copy_context()
 
     # -- any ASGI server --------------------------------------------------------------------
 
@@ -158,14 +161,12 @@ class StreamResponse(Response):
         for callback in self.on_close:
             callback()
         metrics.stream_closed(reason)
-        log.info(
-            "stream closed",
-            extra={
-                "reason": reason,
-                "seconds": round(time.monotonic() - self._started, 3),
-                "channels": len(self.subscription.channels),
-            },
-        )
+        extra = {
+            "reason": reason,
+            "seconds": round(time.monotonic() - self._started, 3),
+            "channels": len(self.subscription.channels),
+        }
+        self._context.run(log.info, "stream closed", extra=extra)
 
 
 class ConnectionSink:

@@ -157,6 +157,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        if len(self._url) > MAX_HEAD:
+            raise _Rejected(414, "uri_too_long", f"request target over {MAX_HEAD} bytes")
         self._count(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:

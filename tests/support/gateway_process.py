@@ -25,12 +25,14 @@ class GatewayProcess:
         workers: int = 1,
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
+        server: str = "gateway",
     ) -> None:
         self.redis_url = redis_url
         self.port = port or free_port()
         self.workers = workers
         self.env = env or {}
         self.log_path = log_path
+        self.server = server  # "gateway" (our CLI), or "hypercorn" serving gateway.asgi:app
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file = None
 
@@ -43,10 +45,17 @@ class GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         env.update({"GATEWAY_UNSUBSCRIBE_DELAY": "0.2", "PYTHONUNBUFFERED": "1"})
         env.update(self.env)
-        cmd = [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.port)]
-        cmd += ["--workers", str(self.workers), "--log-level", env.get("GATEWAY_LOG_LEVEL", "info")]
-        if self.redis_url:
-            cmd += ["--redis-url", self.redis_url]
+        if self.server == "hypercorn":
+            cmd = [sys.executable, "-m", "hypercorn", "gateway.asgi:app"]
+            cmd += ["--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "2"]
+            if self.redis_url:
+                env["GATEWAY_REDIS_URL"] = self.redis_url
+        else:
+            cmd = [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.port)]
+            cmd += ["--workers", str(self.workers)]
+            cmd += ["--log-level", env.get("GATEWAY_LOG_LEVEL", "info")]
+            if self.redis_url:
+                cmd += ["--redis-url", self.redis_url]
         out = subprocess.DEVNULL
         if self.log_path is not None:
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
