@@ -44,6 +44,7 @@ log = logging.getLogger("gateway.server")
 MAX_HEAD = 64 * 1024  # request line + headers; a larger head gets 431
 HEAD_TIMEOUT = 10.0  # seconds from a head's first byte to its end; then 408 and close
 MAX_PIPELINE = 32  # parsed requests waiting for their turn before reading pauses
+LINGER = 2.0  # seconds a rejected connection stays half-open for its answer to arrive
 
 
 class _Rejected(Exception):
@@ -84,6 +85,7 @@ class HttpProtocol(asyncio.Protocol):
         self._messages = 0
         self._in_head = False
         self._reject_answer: bytes | None = None
+        self._discard = False  # rejected: read and drop until closed
         self._timer: asyncio.TimerHandle | None = None
         self._paused = False
         self._reading_paused = False
@@ -115,6 +117,8 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         # Bytes of a head that spans reads: httptools holds a header line until it is complete,
         # so a head that never ends is measured here, read by read.
+        if self._discard:
+            return
         continuing, message = self._in_head, self._messages
         try:
             self.parser.feed_data(data)
@@ -239,8 +243,7 @@ class HttpProtocol(asyncio.Protocol):
         elif self._queue:
             self._run_next()
         elif self._reject_answer is not None:  # the requests before a bad one are answered
-            self.transport.write(self._reject_answer)
-            self.transport.close()
+            self._answer_and_close(self._reject_answer)
         else:
             if self._reading_paused and self._parsing is None:
                 self._resume_reading()
@@ -303,10 +306,20 @@ class HttpProtocol(asyncio.Protocol):
         headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         answer = response_head(exc.status, headers, True) + body
         if self._current is None and not self._queue:
-            self.transport.write(answer)
-            self.transport.close()
+            self._answer_and_close(answer)
         else:
             self._reject_answer = answer  # after the answers in flight, in order (done())
+
+    def _answer_and_close(self, answer: bytes) -> None:
+        """Write the answer, end our side (FIN) and close a little later: closing at once with
+        the client's unread bytes in our buffer would reset the connection, and the client could
+        lose the answer. Whatever it still sends meanwhile is dropped unread."""
+        self._discard = True
+        self.transport.write(answer)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self._resume_reading()
+        self._arm(LINGER, self.transport.close)
 
     def _head_timeout(self) -> None:
         self._timer = None

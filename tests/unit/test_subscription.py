@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from gateway.events import Event, durable_event, raw_event
 from gateway.subscription import Gap, Subscription
 
