@@ -127,6 +127,15 @@ async def run(args: argparse.Namespace, pid: int, port: int) -> None:
     subs = await open_subs(port, args.subs, counts)
     await asyncio.sleep(1)
     counts[0] = 0
+    spy = None
+    if args.py_spy:  # sample the server during the fan-out (collapsed stacks, tests/perf/pyspy.py)
+        exe = str(Path(sys.executable).parent / "py-spy")
+        spy = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measured phase
+            [exe, "record", "--pid", str(pid), "--format", "raw", "--nonblocking", "--rate", "250",
+             "-o", args.py_spy],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        await asyncio.sleep(1)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     await publish(port, args.messages, args.window)
     expected = args.subs * args.messages
@@ -134,6 +143,9 @@ async def run(args: argparse.Namespace, pid: int, port: int) -> None:
     while counts[0] < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - polled count
         await asyncio.sleep(0.05)
     cpu, wall = cpu_seconds(pid) - cpu0, time.monotonic() - t0
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(30)
     print(
         f"{args.server}: fan-out {args.subs} subs x {args.messages} POSTs: {counts[0]}/{expected} "
         f"deliveries, server CPU {cpu:.2f}s, {counts[0] / cpu:,.0f} deliveries per CPU-second "
@@ -167,6 +179,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--connect", type=int, default=5000)
+    parser.add_argument("--py-spy", default="", help="write py-spy collapsed stacks here")
     args = parser.parse_args()
     redis = RedisServer().start()
     port = free_port()
