@@ -38,10 +38,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def start_server(kind: str, port: int, redis_url: str, main_dir: str) -> subprocess.Popen[bytes]:
+def start_server(
+    kind: str, port: int, redis_url: str, main_dir: str, nagle: bool
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env.update(GATEWAY_REDIS_URL=redis_url, GATEWAY_LOG_LEVEL="warning")
     env["GATEWAY_MAX_CONNECTIONS"] = "18000"
+    env["GATEWAY_TCP_NODELAY"] = "false" if nagle else "true"
     env["GATEWAY_SUBSCRIBER_BUFFER_MESSAGES"] = "100000"
     env["GATEWAY_SUBSCRIBER_BUFFER_BYTES"] = str(64 << 20)
     if kind == "asgi-uvicorn":
@@ -179,11 +182,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--connect", type=int, default=5000)
+    parser.add_argument("--nagle", action="store_true", help="GATEWAY_TCP_NODELAY=false")
     parser.add_argument("--py-spy", default="", help="write py-spy collapsed stacks here")
     args = parser.parse_args()
     redis = RedisServer().start()
     port = free_port()
-    proc = start_server(args.server, port, redis.url, args.main_dir)
+    proc = start_server(args.server, port, redis.url, args.main_dir, args.nagle)
     try:
         uvloop.run(run(args, proc.pid, port))
     finally:
