@@ -46,11 +46,14 @@ if TYPE_CHECKING:
     from gateway.hub import Hub
     from gateway.subscription import Subscription
 
-__all__ = ["ConnectionSink", "StreamResponse", "chunk_frame"]
+__all__ = ["EXTENSION", "ConnectionSink", "StreamResponse", "chunk_frame"]
 
 log = logging.getLogger("gateway.streams")
 
 Header = tuple[bytes, bytes]
+# ASGI scope extension our protocol offers (gateway.server.exchange): ``await adopt(response)``
+# serves a stream response on the connection itself and returns when the stream has ended.
+EXTENSION = "gateway.stream"
 LAST_CHUNK = b"0\r\n\r\n"
 
 
@@ -93,19 +96,25 @@ class StreamResponse(Response):
     # -- any ASGI server --------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics.STREAMS_OPENED.inc()
         subscription = self.subscription
         reason = "error"  # unless it ends below; a cancellation not ours re-raises
         body = self._body()
+        adopt = scope.get("extensions", {}).get(EXTENSION) if scope["method"] != "HEAD" else None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            if adopt is not None:  # the gateway's protocol: served on its transport, no sends
+                await adopt(self)
+                return
+            metrics.STREAMS_OPENED.inc()
             if scope["method"] != "HEAD":  # HEAD: headers only, the stream never starts
                 await self._write_body(body, receive, send)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             reason = "client"
         except asyncio.CancelledError:
             task = asyncio.current_task()
-            if not subscription.aborted or task is None or task.uncancel() > 0:
+            if adopt is not None:
+                subscription.abort("shutdown")  # the server gave up waiting: drop the stream
+            if not subscription.aborted or task is None or task.uncancel() > 0 or adopt:
                 raise
         finally:
             subscription.task = None  # no abort may land in the code that runs after us

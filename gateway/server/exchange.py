@@ -15,6 +15,8 @@ from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Scope
 
+from gateway.stream import EXTENSION, ConnectionSink, StreamResponse
+
 __all__ = ["Connection", "Exchange", "response_head"]
 
 log = logging.getLogger("gateway.server")
@@ -27,6 +29,7 @@ class Connection(Protocol):
     """What an exchange needs of its connection."""
 
     transport: asyncio.Transport
+    sink: ConnectionSink | None
 
     def drain(self) -> Awaitable[None]: ...
 
@@ -84,6 +87,7 @@ class Exchange:
         self._head = b""
         self._chunked = False
         self._head_only = scope["method"] == "HEAD"
+        scope["extensions"][EXTENSION] = self.adopt
 
     # -- the protocol's side ------------------------------------------------------------------
 
@@ -134,6 +138,24 @@ class Exchange:
         if self.complete:
             self._ended = True
         return {"type": "http.request", "body": body, "more_body": not self.complete}
+
+    async def adopt(self, response: StreamResponse) -> None:
+        """Serve a stream response that came through the app (any route) on the connection, as
+        the hot path does; return when it has ended. The head went through the app's
+        middlewares already (``http.response.start``) and leaves with the stream's first bytes."""
+        if not self._chunked or self.disconnected:
+            raise RuntimeError("a stream needs a chunked response on a live connection")
+        ended = asyncio.get_running_loop().create_future()
+
+        def on_end(keep_alive: bool) -> None:
+            self.response_complete = True
+            self.keep_alive = self.keep_alive and keep_alive
+            if not ended.done():
+                ended.set_result(None)
+
+        head, self._head = self._head, b""
+        self.conn.sink = response.serve(self.conn.transport, head, on_end)
+        await ended
 
     # -- ASGI send ------------------------------------------------------------------------------
 

@@ -245,8 +245,9 @@ class HttpProtocol(asyncio.Protocol):
         elif self._reject_answer is not None:  # the requests before a bad one are answered
             self._answer_and_close(self._reject_answer)
         else:
-            if self._reading_paused and self._parsing is None:
-                self._resume_reading()
+            # Also mid-body: the rest of an answered request's body is read and dropped (the
+            # client may still be sending it, e.g. after a 413 decided from Content-Length).
+            self._resume_reading()
             self._arm(self.keep_alive_timeout, self._idle_timeout)
 
     def respond(

@@ -6,7 +6,7 @@ ones that start ``python -m gateway``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +21,14 @@ for _module in (test_publish_subscribe, test_resume, test_disconnect):
     for _name, _test in vars(_module).items():
         if _name.startswith("test_") and callable(_test):
             globals()[_name] = _test
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """A Redis of its own: these tests reuse the other modules' channel names."""
+    server = RedisServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

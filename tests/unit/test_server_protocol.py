@@ -209,3 +209,23 @@ async def test_shutdown_closes_an_idle_connection_and_ends_a_stream(state):
     stream.shutdown()
     await until(lambda: transport.closed)
     assert transport.take().endswith(b"0\r\n\r\n")
+
+
+async def test_a_stream_from_an_app_route_is_adopted_by_the_connection():
+    """The seam for other features: any route's StreamResponse, served through the app (here a
+    cross-origin request with CORS on, which the hot path leaves to the app and its CORS
+    middleware), is written by the connection and the hub directly, like a hot one."""
+    app = create_app(Settings(redis_url=None, cors_origins="https://app.example"))
+    async with app.router.lifespan_context(app) as state:
+        state["app"] = app
+        stream, transport = connect(state)
+        stream.data_received(
+            b"GET /subscribe/z HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\n\r\n"
+        )
+        await until(lambda: b"retry:" in transport.buffer)
+        head = transport.take()
+        assert b"access-control-allow-origin: https://app.example" in head.lower()
+        [subscription] = state["hub"].subscriptions
+        await until(lambda: subscription.direct_state is not None)
+        stream.connection_lost(None)
+        await until(lambda: not state["hub"].subscriptions and not stream.tasks)
