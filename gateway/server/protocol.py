@@ -239,7 +239,7 @@ class HttpProtocol(asyncio.Protocol):
         self._current = None
         self.sink = None
         if not keep_alive or (self._closing and self._reject_answer is None):
-            self.transport.close()
+            self._close_after(b"")
         elif self._queue:
             self._run_next()
         elif self._reject_answer is not None:  # the requests before a bad one are answered
@@ -311,12 +311,23 @@ class HttpProtocol(asyncio.Protocol):
         else:
             self._reject_answer = answer  # after the answers in flight, in order (done())
 
+    def _close_after(self, answer: bytes) -> None:
+        """Close once ``answer`` is written; gently while the client may still be sending."""
+        if self._parsing is None and not self._in_head:
+            if answer:
+                self.transport.write(answer)
+            self.transport.close()
+        else:
+            self._answer_and_close(answer)
+
     def _answer_and_close(self, answer: bytes) -> None:
         """Write the answer, end our side (FIN) and close a little later: closing at once with
         the client's unread bytes in our buffer would reset the connection, and the client could
-        lose the answer. Whatever it still sends meanwhile is dropped unread."""
+        lose the answer (e.g. a 413 decided from Content-Length while the body is still coming).
+        Whatever it still sends meanwhile is dropped unread."""
         self._discard = True
-        self.transport.write(answer)
+        if answer:
+            self.transport.write(answer)
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self._resume_reading()
