@@ -38,6 +38,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def start_server(
     kind: str, port: int, redis_url: str, main_dir: str, nagle: bool
 ) -> subprocess.Popen[bytes]:
@@ -160,12 +167,16 @@ async def run(args: argparse.Namespace, pid: int, port: int) -> None:
         sub.transport.close()
     await asyncio.sleep(2)
     if args.connect:
+        rss0 = rss_kib(pid)
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         subs = await open_subs(port, args.connect, [0])
         wall, cpu = time.monotonic() - t0, cpu_seconds(pid) - cpu0
+        await asyncio.sleep(2)
+        per_conn = (rss_kib(pid) - rss0) / args.connect
         print(
             f"{args.server}: connect {args.connect} subscribers: {wall:.2f}s, server CPU "
-            f"{cpu:.2f}s ({cpu / args.connect * 1e6:.0f} us per connect)",
+            f"{cpu:.2f}s ({cpu / args.connect * 1e6:.0f} us per connect), "
+            f"{per_conn:.1f} KiB RSS per idle subscriber",
             flush=True,
         )
         for sub in subs:
