@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import uvloop
 
@@ -131,21 +132,33 @@ async def publish(port: int, messages: int, window: int) -> None:
     writer.close()
 
 
+async def start_spy(args: argparse.Namespace, pid: int, phase: str) -> Any:
+    """py-spy on the server for one phase (collapsed stacks; tests/perf/pyspy.py summarises)."""
+    if not args.py_spy or args.spy_phase != phase:
+        return None
+    exe = str(Path(sys.executable).parent / "py-spy")
+    spy = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measured phase
+        [exe, "record", "--pid", str(pid), "--format", "raw", "--nonblocking", "--rate", "250",
+         "-o", args.py_spy],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.sleep(1)
+    return spy
+
+
+def stop_spy(spy: Any) -> None:
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(30)
+
+
 async def run(args: argparse.Namespace, pid: int, port: int) -> None:
     await wait_ready(port, time.monotonic() + 60)
     counts = [0]
     subs = await open_subs(port, args.subs, counts)
     await asyncio.sleep(1)
     counts[0] = 0
-    spy = None
-    if args.py_spy:  # sample the server during the fan-out (collapsed stacks, tests/perf/pyspy.py)
-        exe = str(Path(sys.executable).parent / "py-spy")
-        spy = subprocess.Popen(  # noqa: ASYNC220 - started once, before the measured phase
-            [exe, "record", "--pid", str(pid), "--format", "raw", "--nonblocking", "--rate", "250",
-             "-o", args.py_spy],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        await asyncio.sleep(1)
+    spy = await start_spy(args, pid, "fanout")
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     await publish(port, args.messages, args.window)
     expected = args.subs * args.messages
@@ -153,9 +166,7 @@ async def run(args: argparse.Namespace, pid: int, port: int) -> None:
     while counts[0] < expected and time.monotonic() < deadline:  # noqa: ASYNC110 - polled count
         await asyncio.sleep(0.05)
     cpu, wall = cpu_seconds(pid) - cpu0, time.monotonic() - t0
-    if spy is not None:
-        spy.send_signal(2)
-        spy.wait(30)
+    stop_spy(spy)
     print(
         f"{args.server}: fan-out {args.subs} subs x {args.messages} POSTs: {counts[0]}/{expected} "
         f"deliveries, server CPU {cpu:.2f}s, {counts[0] / cpu:,.0f} deliveries per CPU-second "
@@ -168,9 +179,11 @@ async def run(args: argparse.Namespace, pid: int, port: int) -> None:
     await asyncio.sleep(2)
     if args.connect:
         rss0 = rss_kib(pid)
+        spy = await start_spy(args, pid, "connect")
         cpu0, t0 = cpu_seconds(pid), time.monotonic()
         subs = await open_subs(port, args.connect, [0])
         wall, cpu = time.monotonic() - t0, cpu_seconds(pid) - cpu0
+        stop_spy(spy)
         await asyncio.sleep(2)
         per_conn = (rss_kib(pid) - rss0) / args.connect
         print(
@@ -195,6 +208,7 @@ def main() -> None:
     parser.add_argument("--connect", type=int, default=5000)
     parser.add_argument("--nagle", action="store_true", help="GATEWAY_TCP_NODELAY=false")
     parser.add_argument("--py-spy", default="", help="write py-spy collapsed stacks here")
+    parser.add_argument("--spy-phase", default="fanout", choices=["fanout", "connect"])
     args = parser.parse_args()
     redis = RedisServer().start()
     port = free_port()
