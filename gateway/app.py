@@ -1,10 +1,11 @@
 """``create_app(settings)``: the lifespan builds broker and hub, runs the heartbeat and the
 shutdown watcher, and closes everything on exit.
 
-Also usable as a uvicorn factory (``uvicorn --factory gateway.app:create_app``), in which case the
-settings come from ``GATEWAY_*`` environment variables. The CLI uses :func:`server_app`, the same
-app that also tunes the garbage collector of its (whole) process; that is how ``--workers N``
-starts each worker process.
+A plain ASGI app: ``gateway.asgi:app`` serves it under any ASGI server, with the settings from
+``GATEWAY_*`` environment variables. The CLI serves it with the gateway's own HTTP protocol
+(:mod:`gateway.server`), which answers the common subscribe and publish requests itself. The
+CLI uses :func:`server_app`, the same app that also tunes the garbage collector of its (whole)
+process; that is how ``--workers N`` starts each worker process.
 """
 
 from __future__ import annotations
@@ -18,17 +19,15 @@ from typing import Any
 
 from fastapi import FastAPI
 from sse_starlette.sse import AppStatus
-from starlette.types import Receive, Scope, Send
 
 from gateway.api import install_error_handlers, router
-from gateway.api.fast import FastPaths
 from gateway.auth import Authenticator
 from gateway.auth.http import install_auth_error_handler
 from gateway.broker import create_broker
 from gateway.cors import install_cors
 from gateway.hub import Hub
-from gateway.limits import RAW_SEND, StreamSlots
-from gateway.logs import REQUEST_ID, RequestIdMiddleware, request_id_for
+from gateway.limits import StreamSlots
+from gateway.logs import RequestIdMiddleware
 from gateway.metrics import mark_worker_exited
 from gateway.sampling import Sampler
 from gateway.settings import Settings
@@ -84,7 +83,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
             await broker.close()
             mark_worker_exited()
 
-    app = GatewayApp(
+    app = FastAPI(
         # FastAPI's native OpenTelemetry asks the global providers on every request whether one
         # is configured (os.environ look-ups, ~4% of a publish); we export Prometheus instead.
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -96,33 +95,9 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     install_error_handlers(app)
     install_auth_error_handler(app)
     install_cors(app, settings)
-    app.fast_paths = FastPaths(
-        cors=bool(settings.cors_origin_list), handlers=app.exception_handlers
-    )
     app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
     return app
-
-
-class GatewayApp(FastAPI):
-    """Keeps the server's own ``send`` in the scope (:data:`RAW_SEND`): a stream writes its body
-    with it, past the middleware stack's ``send`` wrappers (three Python calls per write that only
-    ever look at the response start, which still goes through them). And serves the common
-    subscribe and publish requests on the lean paths (:mod:`gateway.api.fast`)."""
-
-    fast_paths: FastPaths | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope[RAW_SEND] = send
-        if self.fast_paths is not None and scope["type"] == "http":
-            # What RequestIdMiddleware does: the id in every log line, echoed back.
-            token = REQUEST_ID.set(request_id_for(scope))
-            try:
-                if await self.fast_paths.serve(scope, receive, send):
-                    return
-            finally:
-                REQUEST_ID.reset(token)
-        await super().__call__(scope, receive, send)
 
 
 async def _watch_for_shutdown(hub: Hub, settings: Settings) -> None:

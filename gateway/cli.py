@@ -26,6 +26,7 @@ from uvicorn.supervisors import Multiprocess
 from gateway.auth import Authenticator, KeyConfigError
 from gateway.logs import logging_config
 from gateway.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
+from gateway.server.uvicorn_hook import UvicornHttp, check_version
 from gateway.settings import Settings
 from gateway.shutdown import DRAIN_MARGIN
 
@@ -56,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
             Authenticator.from_settings(settings)
     except (ValidationError, KeyConfigError) as exc:
         return refuse(exc)
+    try:
+        check_version()
+    except RuntimeError as exc:  # the one-line refusal, like a bad setting
+        print(f"sse-gateway: refusing to start: {exc}", file=sys.stderr)
+        return 2
     metrics_dir = prepare_multiprocess_dir(settings.workers)
     try:
         return serve(settings)
@@ -107,6 +113,7 @@ def serve(settings: Settings) -> int:
         # uvicorn's 2048 overflowed when 5000 clients connected at once (a replica restart's
         # reconnect storm): the kernel drops the overflow's SYNs and they come back after 1 s.
         backlog=settings.backlog,
+        http=UvicornHttp,  # our HTTP/1.1 protocol (gateway.server); uvicorn runs the process
     )
     if settings.workers == 1:
         # Build the app now (uvicorn would on start-up): a refused key file is reported before

@@ -9,6 +9,15 @@ channel gets an explicit gap event instead of a silent hole.
 
 Fan-out never awaits a client: :meth:`Subscription.push` is synchronous and bounded.
 The hub knows nothing of Redis; it speaks to a :class:`~gateway.broker.base.Broker`.
+
+Direct writes: a single-channel stream served by the gateway's own protocol, in step with its
+channel (nothing waiting, replay done, socket writable, cursor not ahead), is moved into the
+channel's ``direct`` table: its connection's ``write`` per stream format. Each event is then
+rendered and chunk-framed once per format and the same bytes are handed to every such stream in
+one loop, with no call into its subscription. Whatever needs the subscription (a gap, a
+keepalive, an item pushed by another feature, a paused socket) first moves it back
+(:meth:`Hub.demote`), which brings its cursor up to the channel's: every event up to there was
+written to it.
 """
 
 from __future__ import annotations
@@ -21,10 +30,13 @@ from typing import Any
 
 from gateway.broker.base import Broker, HistoryEntry
 from gateway.errors import BrokerUnavailable
-from gateway.events import KEEPALIVE, Event, durable_event, raw_event
+from gateway.events import KEEPALIVE, Event, StreamFormat, durable_event, raw_event
 from gateway.metrics import RECOVERIES, TALLY, observe_delivery_lag
+from gateway.stream import chunk_frame
 from gateway.subscription import Gap, Subscription
 from publisher.wire import ZERO_ID, decode_envelope, parse_stream_id
+
+Write = Callable[[bytes], object]
 
 __all__ = ["Hub"]
 
@@ -37,11 +49,14 @@ class ChannelState:
     """One channel's upstream subscription, its subscribers and the last id it delivered."""
 
     __slots__ = (
+        "active",
+        "direct",
         "joining",
         "last_id",
         "last_key",
         "name",
         "opened",
+        "others",
         "pending",
         "recovering",
         "release_handle",
@@ -52,6 +67,9 @@ class ChannelState:
     def __init__(self, name: str) -> None:
         self.name = name
         self.subscribers: set[Subscription] = set()
+        self.others: set[Subscription] = set()  # subscribers not written to directly
+        self.direct: dict[StreamFormat, dict[Subscription, Write]] = {}
+        self.active = False  # an event went out since the last heartbeat
         self.last_id = ZERO_ID
         self.last_key = (0, 0)
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -136,6 +154,7 @@ class Hub:
         subscription = make_subscription({s.name: s.last_id for s in states})
         for state in states:
             state.subscribers.add(subscription)
+            state.others.add(subscription)
         self.subscriptions.add(subscription)
         return subscription
 
@@ -144,8 +163,37 @@ class Hub:
         for channel in subscription.channels:
             state = self._channels.get(channel)
             if state is not None:
+                self.demote(subscription)
                 state.subscribers.discard(subscription)
+                state.others.discard(subscription)
                 self._maybe_release(state)
+
+    def promote(self, subscription: Subscription, fmt: StreamFormat, write: Write) -> bool:
+        """Write to this single-channel subscription directly from now on, if it is in step with
+        its channel (its cursor is not ahead: every later event is new to it)."""
+        state = self._channels.get(subscription.channels[0])
+        if (
+            state is None
+            or subscription not in state.others
+            or subscription.cursor_key(state.name) > state.last_key
+        ):
+            return False
+        state.others.discard(subscription)
+        state.direct.setdefault(fmt, {})[subscription] = write
+        subscription.direct_state = state
+        return True
+
+    def demote(self, subscription: Subscription) -> None:
+        """Back to :meth:`Subscription.push`, with its cursor where the direct writes left it."""
+        state = subscription.direct_state
+        if not isinstance(state, ChannelState):
+            return
+        subscription.direct_state = None
+        for writes in state.direct.values():
+            writes.pop(subscription, None)
+        subscription.catch_up(state.name, state.last_id, state.last_key)
+        if subscription in state.subscribers:
+            state.others.add(subscription)
 
     def _pin(self, channel: str) -> ChannelState:
         state = self._channels.get(channel)
@@ -222,8 +270,16 @@ class Hub:
 
     def _fanout(self, state: ChannelState, event: Event) -> None:
         TALLY.delivered += len(state.subscribers)  # a plain int: no metric call per subscriber
-        for subscription in state.subscribers:
-            subscription.push(event)
+        state.active = True
+        for fmt, writes in state.direct.items():
+            if writes:
+                chunk = chunk_frame(fmt.event(event, None))  # once per format, not per stream
+                # A snapshot: a write may pause its transport, which demotes that stream.
+                for write in tuple(writes.values()):
+                    write(chunk)
+        if state.others:
+            for subscription in tuple(state.others):
+                subscription.push(event)
 
     def _flush(self, state: ChannelState) -> None:
         """Go live: process what was held back, unless that starts another recovery."""
@@ -300,7 +356,7 @@ class Hub:
         RECOVERIES.labels("gap").inc()
         state.advance(reset_to, parse_stream_id(reset_to) or (0, 0))
         gap = Gap(state.name, "truncated", reset_to)
-        for subscription in state.subscribers:
+        for subscription in tuple(state.subscribers):
             subscription.push(gap)
 
     # -- process-wide duties -----------------------------------------------------------------
@@ -310,9 +366,13 @@ class Hub:
         while True:
             await asyncio.sleep(interval)
             for subscription in list(self.subscriptions):
-                if subscription.idle:
+                direct = subscription.direct_state
+                busy = isinstance(direct, ChannelState) and direct.active
+                if subscription.idle and not busy:
                     subscription.push(KEEPALIVE)
                 subscription.idle = True
+            for state in self._channels.values():
+                state.active = False
 
     async def run_watchdog(self, send_timeout: float) -> None:
         """One timer for the whole process instead of a timeout per write: a stream whose current

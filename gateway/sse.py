@@ -1,13 +1,12 @@
-"""Adapting a subscription to a :class:`~gateway.limits.StreamResponse`: preamble, replay, live,
-farewell.
+"""Opening a stream for a subscription: where it starts, what it replays, how it ends.
 
 Divergences from sse-starlette, on purpose:
 
-* No per-connection ping task, send-timeout scope or shutdown watcher (see gateway.limits). The
+* No per-connection ping task, send-timeout scope or shutdown watcher (see gateway.stream). The
   hub runs one process-wide heartbeat that pushes a shared comment frame into every idle stream
   (cheaper than a timer per connection) and one write watchdog.
-* The body iterator yields ready-made bytes: frames are encoded once per message by the hub,
-  and whatever is waiting for a client is coalesced into one write.
+* Frames are encoded once per message by the hub, and whatever is waiting for a client is
+  coalesced into one write.
 * Shutdown is ours: on SIGTERM the hub closes streams at random moments over ``drain_window``,
   each with a short random ``retry:`` hint, so clients do not all reconnect in the same second.
 """
@@ -15,20 +14,20 @@ Divergences from sse-starlette, on purpose:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
 
 from gateway.broker.base import Broker
 from gateway.cursor import parse_last_event_id
-from gateway.errors import BrokerUnavailable
 from gateway.events import SSE, durable_event
 from gateway.hub import Hub
-from gateway.limits import StreamResponse
 from gateway.metrics import EVENTS_REPLAYED, RESUMES
 from gateway.ndjson import NDJSON, wants_ndjson
 from gateway.replay import read_missed
 from gateway.settings import Settings
+from gateway.stream import StreamResponse
 from gateway.subscription import Gap, Item, Subscription
 from publisher.wire import parse_stream_id
 
@@ -88,40 +87,38 @@ async def open_stream(
     if parsed.malformed:
         RESUMES.labels("malformed").inc()
         plan.gaps = [Gap(channel, "malformed", plan.heads[channel]) for channel in channels]
+    opening = subscription.renderer.preamble(settings.retry_ms, subscription.position)
+    if plan.gaps:
+        opening += subscription.render(list(plan.gaps))
+    replay = None
+    if plan.resume:
+        replay = functools.partial(_replay_all, hub.broker, subscription, plan, settings)
     response = StreamResponse(
-        _stream(hub, subscription, plan, settings),
+        hub,
         subscription,
-        channels=len(channels),
-        media_type=renderer.media_type,
+        opening=opening,
+        replay=replay,
+        retry_ms=settings.retry_ms,
         headers=HEADERS,
         nagle=not settings.tcp_nodelay,
     )
-    # Also when the body never starts (HEAD): the generator's own finally would not run then.
-    response.on_close.append(lambda: hub.leave(subscription))
+    response.on_close.append(functools.partial(_left, hub, subscription, plan))
     return response
 
 
-async def _stream(
-    hub: Hub, subscription: Subscription, plan: StreamPlan, settings: Settings
+def _left(hub: Hub, subscription: Subscription, plan: StreamPlan) -> None:
+    if plan.expiry is not None:
+        plan.expiry.cancel()
+    hub.leave(subscription)
+
+
+async def _replay_all(
+    broker: Broker, subscription: Subscription, plan: StreamPlan, settings: Settings
 ) -> AsyncIterator[bytes]:
-    try:
-        yield subscription.renderer.preamble(settings.retry_ms, subscription.position)
-        if plan.gaps:
-            yield subscription.render(list(plan.gaps))
-        for channel, after in plan.resume.items():
-            head = plan.heads[channel]
-            async for chunk in _replay(hub.broker, subscription, channel, after, head, settings):
-                yield chunk
-        async for chunk in subscription.chunks():
+    for channel, after in plan.resume.items():
+        head = plan.heads[channel]
+        async for chunk in _replay(broker, subscription, channel, after, head, settings):
             yield chunk
-        yield subscription.renderer.farewell(subscription.close_reason)
-    except BrokerUnavailable as exc:
-        log.warning("ending stream: %s", exc)
-        yield subscription.renderer.unavailable(settings.retry_ms)
-    finally:
-        if plan.expiry is not None:
-            plan.expiry.cancel()
-        hub.leave(subscription)
 
 
 async def _replay(

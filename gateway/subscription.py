@@ -2,12 +2,15 @@
 
 The hub calls :meth:`Subscription.push` synchronously for every event; it never waits for the
 client. Whatever is waiting becomes *one* write (natural coalescing under load, no added delay
-when idle): written straight to the socket once the current batch has been fanned out, when the
-client's task is parked and the socket takes data without waiting; otherwise by the client's own
-task, which the hub's write watchdog keeps an eye on. When the buffer overflows its message
-or byte limit the subscription closes itself as ``slow``: the buffer is dropped at once, so a
-stalled client costs bounded memory, and nothing half-written ever reaches its stream; it
-reconnects with its last id and resumes from history.
+when idle). Under the gateway's own HTTP protocol the subscription has a :class:`Sink` (the
+connection, :mod:`gateway.stream`): what waits is written straight to it once the current batch
+has been fanned out, while the socket takes data; a paused socket keeps it here (bounded) until
+it resumes, under the hub's write watchdog. Under any other ASGI server the stream's own task
+takes it (:meth:`chunks`). A single-channel subscription with nothing waiting is not pushed to at
+all: the hub writes the shared bytes to its sink directly (``direct_state``, :mod:`gateway.hub`).
+When the buffer overflows its message or byte limit the subscription closes itself as ``slow``:
+the buffer is dropped at once, so a stalled client costs bounded memory, and nothing half-written
+ever reaches its stream; it reconnects with its last id and resumes from history.
 
 The cursor (per channel: last delivered id and its ordering key) is applied when draining, not when
 pushing: an event at or below the cursor was already delivered by a history replay and is skipped.
@@ -40,13 +43,25 @@ class Gap:
 Item = Event | Gap | bytes
 
 
-class SocketWriter(Protocol):
-    """The stream's socket, for writes that need not wait. The stream's response sets one where
-    the server allows it (gateway.uvicorn_io.DirectWriter); this module stays server-agnostic."""
+class Sink(Protocol):
+    """The stream's connection, for writes that need not wait (gateway.stream.ConnectionSink)."""
 
     def writable(self) -> bool: ...
 
-    def write(self, chunk: bytes) -> None: ...
+    def write(self, chunk: bytes) -> None:
+        """Write rendered bytes (the sink frames them)."""
+
+    def drained(self) -> None:
+        """Everything waiting was written: the hub may write to this stream directly again."""
+
+    def leave_direct(self) -> None:
+        """Leave the hub's direct writes: an item is coming that needs this subscription."""
+
+    def closed(self) -> None:
+        """The subscription closed: end the stream after what is written."""
+
+    def abort(self) -> None:
+        """End the stream now (drop what the socket has not taken)."""
 
 
 class Subscription:
@@ -59,13 +74,14 @@ class Subscription:
         "aborted",
         "channels",
         "close_reason",
-        "direct",
+        "direct_state",
         "idle",
         "ids",
         "max_bytes",
         "max_messages",
         "multi",
         "renderer",
+        "sink",
         "task",
         "writing_since",
     )
@@ -95,19 +111,23 @@ class Subscription:
         self._waiter: asyncio.Future[None] | None = None
         self.close_reason: str | None = None
         self.idle = True
-        # Set by the stream's response while it streams (gateway.limits.StreamResponse):
-        self.task: asyncio.Task[None] | None = None  # the task writing to the client
+        # Set by the stream's response while it streams (gateway.stream.StreamResponse):
+        self.task: asyncio.Task[None] | None = None  # the task writing to the client (ASGI)
         self.writing_since = 0.0  # loop time the current write began; 0.0 between writes
         self.aborted = False
-        self.direct: SocketWriter | None = None  # writes without the task, when it is parked
+        self.sink: Sink | None = None  # the connection, under the gateway's own protocol
+        self.direct_state: object | None = None  # the hub's channel writing to the sink directly
         self._flushing = False
 
     # -- producer side (the hub; synchronous, never blocks) ---------------------------------
 
     def push(self, item: Item) -> None:
-        # Runs once per subscriber per message: the size and the wake-up are inlined on purpose.
+        # Runs once per subscriber per message off the direct path: size and wake-up inlined.
         if self.close_reason is not None:
             return
+        sink = self.sink
+        if self.direct_state is not None and sink is not None:
+            sink.leave_direct()  # this item needs the cursor: take the slower path for now
         queue = self._queue
         queue.append(item)
         self._bytes += len(item.frame) if type(item) is Event else _size(item)
@@ -115,34 +135,29 @@ class Subscription:
         if len(queue) > self.max_messages or self._bytes > self.max_bytes:
             self.close("slow")
             return
+        if sink is not None:
+            if not self._flushing:  # one write per batch of messages, after the batch
+                self._flushing = True
+                asyncio.get_running_loop().call_soon(self.flush)
+            return
         waiter = self._waiter
-        if waiter is None or waiter.done():
-            return  # the stream's task is busy or already woken: it takes the queue next
-        if self.direct is None:
+        if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        elif not self._flushing:  # one write per subscriber per batch of messages, no task step
-            self._flushing = True
-            waiter.get_loop().call_soon(self._flush)
 
-    def _flush(self) -> None:
-        """Write what is waiting straight to the socket while the stream's task stays parked.
-
-        Runs once the current batch of messages has been fanned out (so they coalesce as they do
-        for the task). Only while the task is parked in :meth:`chunks` - everything it yielded
-        before (preamble, replay) is written by then - and the socket takes data without waiting;
-        otherwise the task is woken and writes as usual (with the send-timeout watchdog)."""
+    def flush(self) -> None:
+        """Write what is waiting to the sink, if it takes data now; else it stays (bounded) until
+        the sink resumes and calls this again."""
         self._flushing = False
-        waiter, direct = self._waiter, self.direct
-        if not self._queue or waiter is None or waiter.done():
+        sink = self.sink
+        if sink is None or self.close_reason is not None or not sink.writable():
             return
-        if direct is None or not direct.writable():
-            waiter.set_result(None)
-            return
-        items, self._queue = self._queue, []
-        self._bytes = 0
-        chunk = self.render(items)
-        if chunk:
-            direct.write(chunk)
+        if self._queue:
+            items, self._queue = self._queue, []
+            self._bytes = 0
+            chunk = self.render(items)
+            if chunk:
+                sink.write(chunk)
+        sink.drained()
 
     def close(self, reason: str) -> None:
         """End the stream after what is already written; drop everything still buffered."""
@@ -151,15 +166,22 @@ class Subscription:
             self._queue.clear()
             self._bytes = 0
             self._wake()
+            if self.sink is not None:
+                self.sink.closed()
 
     def abort(self, reason: str) -> None:
         """End the stream now, even in the middle of a write (a vanished client, a write stuck past
         the send timeout): close, then cancel the task writing to the client. Once only."""
         self.close(reason)
-        task = self.task
-        if task is not None and not self.aborted:
+        if self.aborted:
+            return
+        task, sink = self.task, self.sink
+        if task is not None:
             self.aborted = True
             task.cancel()
+        elif sink is not None:
+            self.aborted = True
+            sink.abort()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -175,6 +197,14 @@ class Subscription:
 
     def id_for(self, channel: str) -> str:
         return format_vector(channel, self.ids) if self.multi else self.ids[channel]
+
+    def cursor_key(self, channel: str) -> tuple[int, int]:
+        return self._keys[channel]
+
+    def catch_up(self, channel: str, stream_id: str, key: tuple[int, int]) -> None:
+        """The hub wrote everything up to ``stream_id`` to this stream directly."""
+        self.ids[channel] = stream_id
+        self._keys[channel] = key
 
     def set_position(self, channel: str, stream_id: str) -> None:
         key = parse_stream_id(stream_id)

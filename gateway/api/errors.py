@@ -14,9 +14,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from gateway.auth.errors import Unauthenticated
+from gateway.auth.http import unauthenticated
 from gateway.errors import BrokerUnavailable, GatewayError
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["error_response", "install_error_handlers", "response_for"]
 
 log = logging.getLogger("gateway.api")
 
@@ -42,6 +44,14 @@ async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     else:
         _log(request, exc.status, exc.code, exc.detail)
     return error_response(exc.status, exc.code, exc.detail, headers)
+
+
+async def response_for(request: Request, exc: GatewayError) -> JSONResponse:
+    """The answer to an error a request caused: what the app's exception handlers answer (they
+    are these functions), for callers outside the app (gateway.server.hot)."""
+    if isinstance(exc, Unauthenticated):
+        return await unauthenticated(request, exc)
+    return await _gateway_error(request, exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

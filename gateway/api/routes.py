@@ -9,19 +9,19 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sse_starlette.sse import EventSourceResponse
 
+from gateway.api import endpoints
 from gateway.api.deps import BrokerDep, HubDep, SettingsDep
 from gateway.auth.http import GrantDep
-from gateway.errors import BrokerUnavailable, ClientError
-from gateway.limits import StreamResponse, stream_slot
+from gateway.errors import ClientError
+from gateway.limits import stream_slot
 from gateway.metrics import CONTENT_TYPE_LATEST, render
-from gateway.publishing import parse_batch, read_body, require_channel
-from gateway.sse import open_stream
+from gateway.stream import StreamResponse
 
 __all__ = ["router"]
 
 router = APIRouter()
 
-ChannelPath = Annotated[str, Path(max_length=512, description="the channel name")]
+ChannelPath = Annotated[str, Path(max_length=endpoints.MAX_PARAM, description="the channel name")]
 
 
 @router.post("/publish/{channel}", status_code=202, tags=["publish"])
@@ -31,16 +31,10 @@ async def publish(
     broker: BrokerDep,
     settings: SettingsDep,
     grant: GrantDep,
-    event: Annotated[str | None, Query(max_length=512)] = None,
+    event: Annotated[str | None, Query(max_length=endpoints.MAX_PARAM)] = None,
 ) -> dict[str, object]:
     """Publish one JSON message (application/json) or a batch (application/x-ndjson)."""
-    grant.require("publish", (require_channel(channel),))  # before the body is read
-    body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
-    is_batch, batch = parse_batch(
-        request.headers.get("content-type"), body, event, settings.max_batch_messages
-    )
-    ids = await broker.publish(channel, batch)
-    return {"channel": channel, "ids": ids} if is_batch else {"channel": channel, "id": ids[0]}
+    return await endpoints.publish(request, channel, event, broker, settings, grant)
 
 
 @router.get(
@@ -60,8 +54,9 @@ async def subscribe_one(
 ) -> StreamResponse:
     """One channel as text/event-stream (or NDJSON lines for ``Accept: application/x-ndjson``);
     resumes from Last-Event-ID (header wins over query)."""
-    channels = (require_channel(channel),)
-    return await _open(hub, settings, grant, channels, last_event_id or last_event_id_query, accept)
+    channels = endpoints.single_channel(channel)
+    last_id = last_event_id or last_event_id_query
+    return await endpoints.open_subscription(hub, settings, grant, channels, last_id, accept)
 
 
 @router.get(
@@ -80,35 +75,9 @@ async def subscribe_many(
     accept: Annotated[str | None, Header()] = None,
 ) -> StreamResponse:
     """Several channels on one stream: ``?channel=a&channel=b``."""
-    channels = tuple(dict.fromkeys(channel))  # de-duplicated, order kept
-    if not channels:
-        raise ClientError(400, "no_channel", "name at least one channel: ?channel=NAME")
-    if len(channels) > settings.max_channels_per_stream:
-        raise ClientError(
-            400,
-            "too_many_channels",
-            f"{len(channels)} channels; at most {settings.max_channels_per_stream} per stream",
-        )
-    for name in channels:
-        require_channel(name)
-    return await _open(hub, settings, grant, channels, last_event_id or last_event_id_query, accept)
-
-
-async def _open(
-    hub: HubDep,
-    settings: SettingsDep,
-    grant: GrantDep,
-    channels: tuple[str, ...],
-    last_event_id: str | None,
-    accept: str | None,
-) -> StreamResponse:
-    # Rights are checked before joining, so a resume replays only channels this token may read.
-    grant.require("subscribe", channels)
-    if hub.draining:
-        raise BrokerUnavailable("this gateway is shutting down; reconnect to another replica", 1)
-    return await open_stream(
-        hub, channels, last_event_id, settings, accept, expires_at=grant.expires_at
-    )
+    channels = endpoints.many_channels(channel, settings)
+    last_id = last_event_id or last_event_id_query
+    return await endpoints.open_subscription(hub, settings, grant, channels, last_id, accept)
 
 
 @router.get("/metrics", tags=["ops"])

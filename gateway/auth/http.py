@@ -16,7 +16,7 @@ from gateway.auth.errors import Unauthenticated
 from gateway.auth.rights import Grant
 from gateway.auth.verify import Authenticator
 
-__all__ = ["GrantDep", "current_grant", "install_auth_error_handler"]
+__all__ = ["GrantDep", "current_grant", "install_auth_error_handler", "unauthenticated"]
 
 log = logging.getLogger("gateway.api")
 
@@ -31,7 +31,7 @@ async def current_grant(request: Request) -> Grant:
 GrantDep = Annotated[Grant, Depends(current_grant)]
 
 
-async def _unauthenticated(request: Request, exc: Exception) -> JSONResponse:
+async def unauthenticated(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, Unauthenticated)
     log.info("rejected %s %s: 401 %s", request.method, request.url.path, exc.code)
     challenge = (
@@ -45,4 +45,4 @@ async def _unauthenticated(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_auth_error_handler(app: FastAPI) -> None:
-    app.add_exception_handler(Unauthenticated, _unauthenticated)
+    app.add_exception_handler(Unauthenticated, unauthenticated)

@@ -27,6 +27,7 @@ class GatewayProcess:
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         preexec_fn: Callable[[], None] | None = None,
+        server: str = "gateway",
     ) -> None:
         self.redis_url = redis_url
         self.port = port or free_port()
@@ -34,6 +35,7 @@ class GatewayProcess:
         self.env = env or {}
         self.log_path = log_path
         self.preexec_fn = preexec_fn  # runs in the child before exec: e.g. a lower RLIMIT_NOFILE
+        self.server = server  # "gateway" (our CLI), or "hypercorn" serving gateway.asgi:app
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_file = None
 
@@ -46,10 +48,17 @@ class GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         env.update({"GATEWAY_UNSUBSCRIBE_DELAY": "0.2", "PYTHONUNBUFFERED": "1"})
         env.update(self.env)
-        cmd = [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.port)]
-        cmd += ["--workers", str(self.workers), "--log-level", env.get("GATEWAY_LOG_LEVEL", "info")]
-        if self.redis_url:
-            cmd += ["--redis-url", self.redis_url]
+        if self.server == "hypercorn":
+            cmd = [sys.executable, "-m", "hypercorn", "gateway.asgi:app"]
+            cmd += ["--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "2"]
+            if self.redis_url:
+                env["GATEWAY_REDIS_URL"] = self.redis_url
+        else:
+            cmd = [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.port)]
+            cmd += ["--workers", str(self.workers)]
+            cmd += ["--log-level", env.get("GATEWAY_LOG_LEVEL", "info")]
+            if self.redis_url:
+                cmd += ["--redis-url", self.redis_url]
         out = subprocess.DEVNULL
         if self.log_path is not None:
             self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

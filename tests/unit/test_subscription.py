@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from gateway.events import Event, durable_event, raw_event
 from gateway.subscription import Gap, Subscription
 
@@ -90,12 +88,13 @@ async def test_a_push_wakes_the_waiting_reader() -> None:
     assert (await asyncio.wait_for(reader, 1)) == b"id: 1-0\ndata: {}\n\n"
 
 
-class _Socket:
-    """Stands in for the stream's socket (gateway.limits sets uvicorn's)."""
+class _Sink:
+    """Stands in for the stream's connection (gateway.stream.ConnectionSink)."""
 
     def __init__(self) -> None:
         self.open = True
         self.written: list[bytes] = []
+        self.drains = self.closes = self.aborts = 0
 
     def writable(self) -> bool:
         return self.open
@@ -103,35 +102,48 @@ class _Socket:
     def write(self, chunk: bytes) -> None:
         self.written.append(chunk)
 
+    def drained(self) -> None:
+        self.drains += 1
 
-async def _parked(sub: Subscription) -> tuple[asyncio.Task[bytes], _Socket]:
-    """The stream's task waiting in chunks() for the next chunk, and a direct writer."""
-    socket = _Socket()
-    sub.direct = socket
-    task = asyncio.create_task(anext(sub.chunks()))
-    await asyncio.sleep(0)  # let it park
-    return task, socket
+    def leave_direct(self) -> None:
+        pass
+
+    def closed(self) -> None:
+        self.closes += 1
+
+    def abort(self) -> None:
+        self.aborts += 1
 
 
-async def test_a_parked_stream_gets_one_direct_write_per_batch_and_its_task_stays_asleep():
+async def test_a_sink_gets_one_write_per_batch_after_the_batch():
     sub = _sub(positions={"a": "5-0"})
-    task, socket = await _parked(sub)
+    sink = sub.sink = _Sink()
     for ms in (4, 6, 7):  # one batch, as a Redis read's messages are fanned out
         sub.push(_event("a", ms))
+    assert sink.written == []
     await asyncio.sleep(0)  # the batch's flush
-    await asyncio.sleep(0)
-    assert socket.written == [b"id: 6-0\ndata: {}\n\nid: 7-0\ndata: {}\n\n"]  # cursor applied
-    assert not task.done()
-    sub.close("shutdown")  # wakes the task: nothing left to write, the stream ends
-    with pytest.raises(StopAsyncIteration):
-        await asyncio.wait_for(task, 1)
+    assert sink.written == [b"id: 6-0\ndata: {}\n\nid: 7-0\ndata: {}\n\n"]  # cursor applied
+    assert sink.drains == 1
+    sub.close("shutdown")
+    assert sink.closes == 1
 
 
-async def test_a_socket_that_would_wait_leaves_the_write_to_the_task():
+async def test_a_sink_that_would_wait_keeps_the_items_until_it_resumes():
     sub = _sub()
-    task, socket = await _parked(sub)
-    socket.open = False
+    sink = sub.sink = _Sink()
+    sink.open = False
     sub.push(_event("a", 1))
     sub.push(_event("a", 2))
-    assert await asyncio.wait_for(task, 1) == b"id: 1-0\ndata: {}\n\nid: 2-0\ndata: {}\n\n"
-    assert socket.written == []
+    await asyncio.sleep(0)
+    assert sink.written == []
+    sink.open = True
+    sub.flush()  # what the sink calls on resume_writing
+    assert sink.written == [b"id: 1-0\ndata: {}\n\nid: 2-0\ndata: {}\n\n"]
+
+
+def test_abort_on_a_sink_drops_the_connection_once():
+    sub = _sub()
+    sink = sub.sink = _Sink()
+    sub.abort("send_timeout")
+    sub.abort("send_timeout")
+    assert (sub.close_reason, sink.closes, sink.aborts) == ("send_timeout", 1, 1)
