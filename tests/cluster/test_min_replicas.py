@@ -32,7 +32,13 @@ async def test_a_publish_waits_for_its_replicas_or_answers_503(own_redis, start_
         replica.extra_args = ["--replicaof", "127.0.0.1", str(own_redis.port)]
         replica.start()
         try:
-            synced = lambda: replica.client().info("replication")["master_link_status"] == "up"  # noqa: E731
+            # Both sides: the replica's link is up a moment before the master counts it as
+            # online (and only then does WAIT count its acknowledgements).
+            def synced() -> bool:
+                link = replica.client().info("replication")["master_link_status"] == "up"
+                slave = own_redis.client().info("replication").get("slave0") or {}
+                return link and slave.get("state") == "online"
+
             await eventually(synced, 10, "the replica to sync")
             replies = [
                 await http.post(gateway.url + "/publish/durable", json={"n": n}) for n in range(20)
