@@ -4,7 +4,7 @@
 
 Runs inside the client's network namespace. ``--subs`` streams read ``GET /subscribe/{ch}``; one
 keep-alive connection POSTs one 256-byte JSON message per request at ``--rate`` msg/s (paced on a
-fixed schedule, one request in flight). Each message carries ``time.monotonic_ns()`` taken just
+fixed schedule, pipelined). Each message carries ``time.monotonic_ns()`` taken just
 before its POST is written; a subscriber takes ``now - ts`` when the frame's line arrives (same
 process, same clock). Prints one JSON line: p50/p90/p99/max in ms, counts. Not a test: a tool.
 """
@@ -40,14 +40,33 @@ async def _subscriber(host: str, port: int, channel: str, lat: list[float], read
 
 
 async def _publisher(host: str, port: int, channel: str, rate: float, seconds: float) -> int:
+    """Paced on a fixed schedule, pipelined: a POST does not wait for the one before (one round
+    trip per POST would cap the rate at 1/RTT)."""
     reader, writer = await asyncio.open_connection(host, port)
     period, start, sent = 1.0 / rate, time.monotonic(), 0
+    answers = asyncio.create_task(_answers(reader))
     while time.monotonic() - start < seconds:
         await asyncio.sleep(max(0.0, start + sent * period - time.monotonic()))
         ts = time.monotonic_ns()
         body = json.dumps({"seq": sent, "ts": ts, "ch": channel, "pad": PAD}).encode()
         head = f"POST /publish/{channel} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
         writer.write(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        sent += 1
+    _target[0] = sent
+    if _answered[0] < sent:
+        await asyncio.wait([answers, asyncio.create_task(_all_answered.wait())], timeout=10,
+                           return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    answers.cancel()
+    writer.close()
+    return sent
+
+
+_answered, _target = [0], [1 << 62]
+_all_answered = asyncio.Event()
+
+
+async def _answers(reader: asyncio.StreamReader) -> None:
+    while True:
         status_head = await reader.readuntil(b"\r\n\r\n")
         length = 0
         for line in status_head.split(b"\r\n"):
@@ -56,9 +75,9 @@ async def _publisher(host: str, port: int, channel: str, rate: float, seconds: f
         await reader.readexactly(length)
         if not status_head.startswith(b"HTTP/1.1 202"):
             raise SystemExit(f"publish refused: {status_head[:40]!r}")
-        sent += 1
-    writer.close()
-    return sent
+        _answered[0] += 1
+        if _answered[0] >= _target[0]:
+            _all_answered.set()
 
 
 def _pct(values: list[float], q: float) -> float:
