@@ -91,6 +91,13 @@ class Exchange:
 
     # -- the protocol's side ------------------------------------------------------------------
 
+    def release(self) -> None:
+        """The response is written: break the scope -> ``adopt`` -> exchange cycle, so the
+        finished request is freed by reference counting. The CLI runs the cyclic collector
+        rarely (``gateway.app._tune_gc``), and a soak showed RSS creeping with uncollected
+        exchanges (docs/performance.md)."""
+        self.scope["extensions"].pop(EXTENSION, None)
+
     def feed(self, body: bytes) -> bool:
         """Add parsed body bytes; True while the buffer is under its bound."""
         if self.response_complete:

@@ -236,6 +236,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def done(self, keep_alive: bool) -> None:
         """The current exchange's response is written; next request, or close."""
+        if self._current is not None:
+            self._current.release()
         self._current = None
         self.sink = None
         if not keep_alive or (self._closing and self._reject_answer is None):

@@ -5,6 +5,7 @@ store): ASGI requests, pipelining, the hot stream and publish paths, flow contro
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -229,3 +230,23 @@ async def test_a_stream_from_an_app_route_is_adopted_by_the_connection():
         await until(lambda: subscription.direct_state is not None)
         stream.connection_lost(None)
         await until(lambda: not state["hub"].subscriptions and not stream.tasks)
+
+
+async def test_a_finished_request_is_freed_without_the_cyclic_collector(state):
+    """Regression: the scope's stream extension (a bound ``adopt``) made every exchange a
+    reference cycle, left to a collector the CLI runs rarely (RSS crept in the soak)."""
+    from gateway.server.exchange import Exchange
+
+    protocol, transport = connect(state)
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(20):
+            protocol.data_received(publish_request("freed", b'{"n":%d}' % n))
+            protocol.data_received(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        await until(lambda: transport.buffer.count(b"HTTP/1.1 ") == 40)
+        await asyncio.sleep(0.05)  # the last request's task finishes after its answer
+        alive = [o for o in gc.get_objects() if type(o) is Exchange]
+    finally:
+        gc.enable()
+    assert alive == []
