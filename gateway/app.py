@@ -22,8 +22,9 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.api import install_error_handlers, router
 from gateway.api.fast import FastPaths
-from gateway.auth import Authenticator
+from gateway.auth import Authenticator, KeyConfigError
 from gateway.auth.http import install_auth_error_handler
+from gateway.auth.policy import start_refusal
 from gateway.broker import create_broker
 from gateway.cors import install_cors
 from gateway.hub import Hub
@@ -47,6 +48,9 @@ def server_app() -> FastAPI:
 
 def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> FastAPI:
     settings = settings or Settings()
+    refusal = start_refusal(settings)  # also when run as a uvicorn factory, past the CLI
+    if refusal is not None:
+        raise KeyConfigError(refusal)
     authenticator = Authenticator.from_settings(settings)
 
     @asynccontextmanager

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
+from gateway.auth.policy import start_refusal
 from gateway.logs import logging_config
 from gateway.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from gateway.settings import Settings
@@ -46,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as exc:
         print(f"sse-gateway: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    refusal = start_refusal(settings)
+    if refusal is not None:
+        print(f"sse-gateway: {refusal}", file=sys.stderr)
         return 2
     metrics_dir = prepare_multiprocess_dir(settings.workers)
     try:

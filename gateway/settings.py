@@ -94,7 +94,13 @@ class Settings(BaseSettings):
     metrics_enabled: bool = Field(True, description="serve Prometheus metrics on GET /metrics")
 
     # -- auth, CORS and hostile input -------------------------------------------------------
-    # Exactly one key source turns auth on; none leaves it off (everything open, the dev default).
+    # Exactly one key source turns auth on. With none, the embedded store runs open (trying it
+    # out); a gateway on a Redis URL refuses to start unless auth=off says so (gateway.auth.policy).
+    auth: str = Field(
+        "auto",
+        pattern="^(auto|off)$",
+        description="auto: a JWT key is required with a Redis URL; off: no key, everything open",
+    )
     jwt_secret: SecretStr | None = Field(None, description="HS256 shared secret, >= 32 bytes")
     jwt_secret_file: Path | None = Field(None, description="file holding the shared secret")
     jwt_public_key_file: Path | None = Field(None, description="PEM public key (RS256/ES256)")

@@ -14,6 +14,12 @@ import httpx
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+KEY_SOURCES = (
+    "GATEWAY_JWT_SECRET",
+    "GATEWAY_JWT_SECRET_FILE",
+    "GATEWAY_JWT_PUBLIC_KEY_FILE",
+    "GATEWAY_JWT_JWKS_FILE",
+)
 
 
 class GatewayProcess:
@@ -43,6 +49,10 @@ class GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         env.update({"GATEWAY_UNSUBSCRIBE_DELAY": "0.2", "PYTHONUNBUFFERED": "1"})
         env.update(self.env)
+        if not any(name in env for name in KEY_SOURCES):
+            # A test that configures no key means the open gateway it always had (a gateway on a
+            # Redis URL otherwise refuses to start); a test of that refusal sets GATEWAY_AUTH.
+            env.setdefault("GATEWAY_AUTH", "off")
         cmd = [sys.executable, "-m", "gateway", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--workers", str(self.workers), "--log-level", env.get("GATEWAY_LOG_LEVEL", "info")]
         if self.redis_url:
