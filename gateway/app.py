@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,16 +24,23 @@ from sse_starlette.sse import AppStatus
 from starlette.types import Receive, Scope, Send
 
 from gateway.api import install_error_handlers, router
+from gateway.api.channels import router as operator_router
 from gateway.api.fast import FastPaths
 from gateway.auth import Authenticator, KeyConfigError
 from gateway.auth.http import install_auth_error_handler
 from gateway.auth.policy import start_refusal
 from gateway.broker import create_broker
+from gateway.broker.redis import RedisBroker
+from gateway.channels import ChannelInfo
+from gateway.control import Control
 from gateway.cors import install_cors
 from gateway.hub import Hub
 from gateway.limits import RAW_SEND, StreamSlots
 from gateway.logs import REQUEST_ID, RequestIdMiddleware, request_id_for
 from gateway.metrics import Sampler, mark_worker_exited
+from gateway.presence import Presence
+from gateway.presence_store import PresenceStore
+from gateway.revocation import Revocation
 from gateway.settings import Settings
 from gateway.shutdown import DrainOnSignal
 
@@ -73,7 +83,10 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
             asyncio.create_task(_watch_for_shutdown(hub, settings), name="shutdown-watch"),
             asyncio.create_task(sampler.run(), name="metrics-sampler"),
         ]
-        ops = {"slots": slots, "sampler": sampler}
+        operator = await _operator_tools(hub, broker, settings)
+        presence: Presence = operator["presence"]
+        duties.append(asyncio.create_task(presence.run(), name="presence"))
+        ops = {"slots": slots, "sampler": sampler, **operator}
         if tune_gc:
             _tune_gc()
         try:
@@ -83,6 +96,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
             for task in duties:
                 task.cancel()
             await asyncio.gather(*duties, return_exceptions=True)
+            await presence.close()
             await hub.close()
             await broker.close()
             mark_worker_exited()
@@ -104,6 +118,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     )
     app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
+    app.include_router(operator_router)
     return app
 
 
@@ -139,6 +154,23 @@ async def _watch_for_shutdown(hub: Hub, settings: Settings) -> None:
         settings.drain_window,
     )
     hub.drain(settings.drain_window)
+
+
+async def _operator_tools(hub: Hub, broker: RedisBroker, settings: Settings) -> dict[str, Any]:
+    """Presence, channel info and revocation, sharing one control channel and the command client.
+    Each process (worker) is one replica for presence."""
+    control = Control(hub, broker.client, settings.pubsub_prefix)
+    replica = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    store = PresenceStore(broker.client, settings.key_prefix, replica, settings.presence_ttl)
+    presence = Presence(
+        hub, store, control, ttl=settings.presence_ttl, events=settings.presence_events
+    )
+    await control.start()
+    return {
+        "presence": presence,
+        "channel_info": ChannelInfo(broker.client, settings.key_prefix, store),
+        "revocation": Revocation(hub, control),
+    }
 
 
 def _tune_gc() -> None:

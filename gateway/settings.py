@@ -93,6 +93,17 @@ class Settings(BaseSettings):
     log_format: str = Field("json", pattern="^(json|text)$", description="json or text")
     metrics_enabled: bool = Field(True, description="serve Prometheus metrics on GET /metrics")
 
+    # -- operator endpoints: presence and revocation ------------------------------------------
+    presence_ttl: float = Field(
+        15.0,
+        ge=1,
+        le=3600,
+        description="seconds a dead replica's streams stay in subscriber counts and presence",
+    )
+    presence_events: bool = Field(
+        True, description="relay gateway.join/gateway.leave to streams that ask (?presence=1)"
+    )
+
     # -- auth, CORS and hostile input -------------------------------------------------------
     # Exactly one key source turns auth on. With none, the embedded store runs open (trying it
     # out); a gateway on a Redis URL refuses to start unless auth=off says so (gateway.auth.policy).

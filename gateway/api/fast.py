@@ -122,7 +122,7 @@ class FastPaths:
         query = request.query_params
         try:
             channels = _channels(scope["path"], query, settings)
-            if channels is None or state["hub"].draining:
+            if channels is None or state["hub"].draining or "presence" in query:
                 return None
             grant = state["auth"].authenticate(request)
             grant.require("subscribe", channels)
@@ -138,6 +138,7 @@ class FastPaths:
                 settings,
                 request.headers.get("accept"),
                 expires_at=grant.expires_at,
+                subject=grant.subject,
             )
         except GatewayError:
             release()

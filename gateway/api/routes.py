@@ -22,6 +22,9 @@ __all__ = ["router"]
 router = APIRouter()
 
 ChannelPath = Annotated[str, Path(max_length=512, description="the channel name")]
+PresenceQuery = Annotated[
+    bool, Query(description="1: also receive gateway.join / gateway.leave events (README)")
+]
 
 
 @router.post("/publish/{channel}", status_code=202, tags=["publish"])
@@ -57,11 +60,13 @@ async def subscribe_one(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
     accept: Annotated[str | None, Header()] = None,
+    presence: PresenceQuery = False,
 ) -> StreamResponse:
     """One channel as text/event-stream (or NDJSON lines for ``Accept: application/x-ndjson``);
     resumes from Last-Event-ID (header wins over query)."""
     channels = (require_channel(channel),)
-    return await _open(hub, settings, grant, channels, last_event_id or last_event_id_query, accept)
+    resume = last_event_id or last_event_id_query
+    return await _open(hub, settings, grant, channels, resume, accept, presence)
 
 
 @router.get(
@@ -78,6 +83,7 @@ async def subscribe_many(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
     accept: Annotated[str | None, Header()] = None,
+    presence: PresenceQuery = False,
 ) -> StreamResponse:
     """Several channels on one stream: ``?channel=a&channel=b``."""
     channels = tuple(dict.fromkeys(channel))  # de-duplicated, order kept
@@ -91,7 +97,8 @@ async def subscribe_many(
         )
     for name in channels:
         require_channel(name)
-    return await _open(hub, settings, grant, channels, last_event_id or last_event_id_query, accept)
+    resume = last_event_id or last_event_id_query
+    return await _open(hub, settings, grant, channels, resume, accept, presence)
 
 
 async def _open(
@@ -101,13 +108,21 @@ async def _open(
     channels: tuple[str, ...],
     last_event_id: str | None,
     accept: str | None,
+    presence: bool,
 ) -> StreamResponse:
     # Rights are checked before joining, so a resume replays only channels this token may read.
     grant.require("subscribe", channels)
     if hub.draining:
         raise BrokerUnavailable("this gateway is shutting down; reconnect to another replica", 1)
     return await open_stream(
-        hub, channels, last_event_id, settings, accept, expires_at=grant.expires_at
+        hub,
+        channels,
+        last_event_id,
+        settings,
+        accept,
+        expires_at=grant.expires_at,
+        subject=grant.subject,
+        presence=presence,
     )
 
 

@@ -105,6 +105,11 @@ class RedisBroker:
     def ready(self) -> bool:
         return self._connected.is_set()
 
+    @property
+    def client(self) -> Any:
+        """The command client, for the gateway's own keys (gateway.presence, gateway.control)."""
+        return self._client
+
     def set_handler(self, handler: BrokerHandler) -> None:
         self._handler = handler
 
