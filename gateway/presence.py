@@ -116,6 +116,9 @@ class Presence:
                 log.warning("presence not written, retrying: %s", exc)
                 await asyncio.sleep(RETRY_DELAY)
                 self._wake.set()
+            except Exception:  # a bug must not end presence for good: log it and go on
+                log.exception("presence flush failed")
+                await asyncio.sleep(RETRY_DELAY)
 
     async def close(self) -> None:
         """On the way out, after the streams ended: take this replica out of the counts now
@@ -136,10 +139,11 @@ class Presence:
             results = await asyncio.gather(
                 *(self._write(channel) for channel in batch), return_exceptions=True
             )
-            failed = [c for c, r in zip(batch, results, strict=True) if isinstance(r, Exception)]
-            if failed:
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                failed = [c for c, r in zip(batch, results, strict=True) if r in errors]
                 self._dirty.update(failed, channels[start + WRITE_BATCH :])
-                raise next(r for r in results if isinstance(r, BrokerUnavailable))
+                raise errors[0]
         await self._announce()
 
     async def _write(self, channel: str) -> None:
