@@ -55,8 +55,10 @@ for i = 1, #fields, 2 do
     end
   end
 end
+-- Never shortens: a replica with a shorter TTL (a rolling config change) must not cut others'.
 for _, key in ipairs(KEYS) do
-  if redis.call('EXISTS', key) == 1 then redis.call('PEXPIRE', key, ttl) end
+  local left = redis.call('PTTL', key)
+  if left ~= -2 and left < ttl then redis.call('PEXPIRE', key, ttl) end
 end
 return 1
 """
