@@ -55,7 +55,7 @@ class Presence:
         self._events = events
         self._streams: Counter[str] = Counter()  # channel -> this replica's streams
         self._subjects: dict[str, Counter[str]] = {}  # channel -> subject -> streams
-        self._written: dict[str, set[str]] = {}  # channel -> subjects last written to Redis
+        self._changed: dict[str, set[str]] = {}  # channel -> subjects not yet written
         self._listeners: dict[str, set[Subscription]] = {}  # channel -> ?presence=1 streams
         self._dirty: set[str] = set()
         self._changes: list[list[str]] = []  # [kind, channel, subject] not yet announced
@@ -86,8 +86,8 @@ class Presence:
         for channel in subscription.channels:
             self._streams[channel] += delta
             if subject is not None:
-                subjects = self._subjects.setdefault(channel, Counter())
-                subjects[subject] += delta
+                self._subjects.setdefault(channel, Counter())[subject] += delta
+                self._changed.setdefault(channel, set()).add(subject)
                 if self._events and len(self._changes) < MAX_PENDING_CHANGES:
                     self._changes.append([kind, channel, subject])
         self._dirty.update(subscription.channels)
@@ -147,21 +147,30 @@ class Presence:
         await self._announce()
 
     async def _write(self, channel: str) -> None:
-        streams = self._streams.get(channel, 0)
-        subjects = {s: n for s, n in self._subjects.get(channel, {}).items() if n > 0}
-        gone = [s for s in self._written.get(channel, ()) if s not in subjects]
-        await self.store.write(channel, streams, subjects, gone)
-        self._forget_if_empty(channel, streams, subjects)
+        """The channel's stream count, and only the subjects that changed: a subject's field
+        lives as long as the replica's count field, so a refresh rewrites one field, not all."""
+        changed = self._changed.pop(channel, set())
+        counts = self._subjects.get(channel, Counter())
+        present = {subject: counts[subject] for subject in changed if counts[subject] > 0}
+        gone = [subject for subject in changed if counts[subject] <= 0]
+        try:
+            await self.store.write(channel, self._streams.get(channel, 0), present, gone)
+        except BaseException:
+            self._changed.setdefault(channel, set()).update(changed)
+            raise
+        self._forget(channel, gone)
 
-    def _forget_if_empty(self, channel: str, streams: int, subjects: dict[str, int]) -> None:
-        """Bounded memory: a channel nobody watches here any more leaves every local table once
-        Redis knows (a stream that joins meanwhile has already re-marked it dirty)."""
-        if subjects:
-            self._written[channel] = set(subjects)
-        else:
-            self._written.pop(channel, None)
-            self._subjects.pop(channel, None)
-        if streams <= 0 and self._streams.get(channel, 0) <= 0:
+    def _forget(self, channel: str, gone: list[str]) -> None:
+        """Bounded memory: what Redis no longer holds leaves the local tables (a stream that
+        joined meanwhile has re-marked its channel and subject, so nothing is lost)."""
+        counts = self._subjects.get(channel)
+        if counts is not None:
+            for subject in gone:
+                if counts[subject] <= 0:
+                    del counts[subject]
+            if not counts:
+                del self._subjects[channel]
+        if self._streams.get(channel, 0) <= 0 and channel not in self._changed:
             self._streams.pop(channel, None)
 
     # -- join / leave events ------------------------------------------------------------------

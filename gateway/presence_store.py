@@ -5,7 +5,8 @@ Two hashes per channel, under the channel's hash tag so one script touches both 
 * ``<key_prefix>presence:{C}``: field ``<replica>`` = ``"<deadline_ms> <streams>"``
 * ``<key_prefix>subjects:{C}``: field ``<replica>/<subject>`` = ``<streams>``
 
-A replica rewrites its fields when its counts change and refreshes them every third of the TTL;
+A replica writes its count and the subjects that changed when streams come or go, and refreshes
+its count field every third of the TTL (a subject field lives as long as its replica's count field);
 the deadline is taken from Redis' own clock (``TIME`` inside the script), so replicas need no
 synchronised clocks. Readers count only replicas whose deadline is in the future, so a replica
 that died without a word (SIGKILL, a lost node) drops out of every count within the TTL; the next

@@ -6,7 +6,8 @@ Starts its own redis-server and one gateway (JWT auth on, so every stream has a 
 then opens and closes ``--streams`` streams twice: one at a time with a pause longer than the
 coalescing delay (the worst case: every connect and every disconnect is its own write), and all
 at once (a reconnect storm: writes coalesce). Redis' own ``INFO commandstats`` counts the calls
-of the presence script and the CPU microseconds Redis spent in them; the gateway process' CPU
+of the presence script and the microseconds Redis spent executing them (``usec``: wall time inside
+the command, so it grows when the machine is busy); the gateway process' CPU
 time is read from /proc. Figures are printed, never asserted (this machine is shared).
 """
 
@@ -22,7 +23,13 @@ from typing import Any
 import httpx
 import jwt
 
-from gateway.presence import FLUSH_DELAY
+from gateway.broker import create_broker
+from gateway.control import Control
+from gateway.hub import Hub
+from gateway.presence import FLUSH_DELAY, Presence
+from gateway.presence_store import PresenceStore
+from gateway.settings import Settings
+from gateway.subscription import Subscription
 from tests.support.gateway_process import GatewayProcess
 from tests.support.redis_server import RedisServer
 
@@ -52,11 +59,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def open_stream(http: httpx.AsyncClient, url: str, sub: str) -> httpx.Response:
+class Stream:
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        # Kept: a collected chunk iterator is finalized, which closes the response.
+        self.chunks = response.aiter_raw()
+
+    async def aclose(self) -> None:
+        await self.response.aclose()
+
+
+async def open_stream(http: httpx.AsyncClient, url: str, sub: str) -> Stream:
     request = http.build_request("GET", url, headers={"authorization": "Bearer " + token(sub)})
-    response = await http.send(request, stream=True)
-    await anext(response.aiter_raw())  # the preamble: the stream has joined
-    return response
+    stream = Stream(await http.send(request, stream=True))
+    await anext(stream.chunks)  # the preamble: the stream has joined
+    return stream
 
 
 async def paced(http: httpx.AsyncClient, urls: list[str]) -> None:
@@ -93,9 +110,49 @@ async def measure(redis: RedisServer, gateway: GatewayProcess, mode: str, urls: 
     print(
         f"{mode:>6}: {len(urls)} streams, {events} connects+disconnects in {elapsed:.1f}s: "
         f"{calls} presence script calls ({calls / events:.2f} per connect/disconnect), "
-        f"Redis CPU {usec / max(calls, 1):.1f} µs per call "
+        f"Redis time {usec / max(calls, 1):.1f} µs per call "
         f"({usec / events:.1f} µs per connect/disconnect); "
         f"gateway CPU {cpu / events * 1e6:.0f} µs per connect/disconnect (all of it, HTTP included)"
+    )
+
+
+async def in_process(redis: RedisServer, rounds: int = 2000) -> None:
+    """The gateway's own share, without HTTP: the hub watcher's bookkeeping per connect and
+    disconnect, and the client-side CPU of one script call (redis-py, hiredis)."""
+    settings = Settings(redis_url=redis.url, auth="off")
+    broker = create_broker(settings)
+    hub = Hub(broker, unsubscribe_delay=1.0, replay_max=10)
+    store = PresenceStore(broker.client, "cost:", "bench", ttl=15.0)
+    presence = Presence(hub, store, Control(hub, broker.client, ""), ttl=15.0, events=True)
+    subscriptions = [
+        Subscription(("c",), {"c": "0-0"}, max_messages=10, max_bytes=1 << 16, subject=f"u{n}")
+        for n in range(rounds)
+    ]
+    started = time.process_time()
+    for subscription in subscriptions:
+        presence.joined(subscription)
+        presence.left(subscription)
+    watcher = (time.process_time() - started) / rounds
+    redis.client().config_resetstat()
+    started = time.process_time()
+    for n in range(rounds):  # one subject arrives, the previous one leaves
+        await store.write("c", 1, {f"u{n}": 1}, [f"u{n - 1}"])
+    client = (time.process_time() - started) / rounds
+    _, write_usec = script_stats(redis)
+    redis.client().config_resetstat()
+    trivial = broker.client.register_script("return 1")
+    started = time.process_time()
+    for _ in range(rounds):
+        await trivial(keys=["c"], args=[])
+    floor = (time.process_time() - started) / rounds
+    _, floor_usec = script_stats(redis)
+    await broker.close()
+    print(
+        f"in-process: hub watcher {watcher * 1e6:.1f} µs CPU per connect+disconnect pair; "
+        f"{client * 1e6:.0f} µs gateway CPU and {write_usec / rounds:.1f} µs Redis time per "
+        "presence script call, back to back; "
+        f"for scale, a script that only returns 1: {floor * 1e6:.0f} µs client CPU, "
+        f"{floor_usec / rounds:.1f} µs Redis time per call"
     )
 
 
@@ -106,11 +163,13 @@ async def main() -> None:
     args = parser.parse_args()
     redis = RedisServer().start()
     env = {"GATEWAY_JWT_SECRET": SECRET, "GATEWAY_LOG_LEVEL": "warning"}
-    gateway = GatewayProcess(redis.url, env=env).start()
+    gateway = GatewayProcess(redis.url, env=env).start(wait_ready=False)
+    gateway.wait_ready(60)  # a shared machine may be slow to start it
     try:
         urls = [f"{gateway.url}/subscribe/cost-{n % args.channels}" for n in range(args.streams)]
         for mode in ("paced", "storm"):
             await measure(redis, gateway, mode, urls)
+        await in_process(redis)
     finally:
         gateway.stop()
         redis.close()
