@@ -264,6 +264,22 @@ async def test_a_killed_replica_leaves_the_counts_within_the_ttl(
     assert len(redis_server.client().hkeys("sse:presence:{op-dead}")) == 1
 
 
+async def test_a_replica_stopped_cleanly_leaves_the_counts_at_once(
+    replicas, streams, redis_server: RedisServer, tmp_path: Path
+):
+    a, _ = replicas
+    env = {**ENV, "GATEWAY_PRESENCE_TTL": "120", "GATEWAY_DRAIN_WINDOW": "0.2"}
+    leaving = GatewayProcess(redis_server.url, env=env, log_path=tmp_path / "leaving.log").start()
+    try:
+        await streams.open(leaving, "/subscribe/op-stop", "leaver")
+        await eventually(subscribers(a, "op-stop"), 1)
+        leaving.terminate()  # SIGTERM: drain, then write the departures on the way out
+        gone = await eventually(subscribers(a, "op-stop"), 0, timeout=10)
+        assert gone < 10  # far inside the 120 s a dead replica would take
+    finally:
+        leaving.stop()
+
+
 async def test_operator_endpoints_need_the_admin_right(replicas):
     a, _ = replicas
     scoped = _bearer_admin(("ops-*",))
