@@ -24,6 +24,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from gateway.auth import Authenticator, KeyConfigError
+from gateway.auth.policy import start_refusal
 from gateway.logs import logging_config
 from gateway.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from gateway.server.uvicorn_hook import UvicornHttp, check_version
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[f"GATEWAY_{name.upper()}"] = str(value)
     try:
         settings = Settings()
+        refusal = start_refusal(settings)
+        if refusal is not None:
+            raise KeyConfigError(refusal)
         if settings.workers > 1:  # this process serves nothing: check the keys before the workers
             Authenticator.from_settings(settings)
     except (ValidationError, KeyConfigError) as exc:

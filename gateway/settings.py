@@ -125,8 +125,25 @@ class Settings(BaseSettings):
     log_format: str = Field("json", pattern="^(json|text)$", description="json or text")
     metrics_enabled: bool = Field(True, description="serve Prometheus metrics on GET /metrics")
 
+    # -- operator endpoints: presence and revocation ------------------------------------------
+    presence_ttl: float = Field(
+        15.0,
+        ge=1,
+        le=3600,
+        description="seconds a dead replica's streams stay in subscriber counts and presence",
+    )
+    presence_events: bool = Field(
+        True, description="relay gateway.join/gateway.leave to streams that ask (?presence=1)"
+    )
+
     # -- auth, CORS and hostile input -------------------------------------------------------
-    # Exactly one key source turns auth on; none leaves it off (everything open, the dev default).
+    # Exactly one key source turns auth on. With none, the embedded store runs open (trying it
+    # out); a gateway on a Redis URL refuses to start unless auth=off says so (gateway.auth.policy).
+    auth: str = Field(
+        "auto",
+        pattern="^(auto|off)$",
+        description="auto: a JWT key is required with a Redis URL; off: no key, everything open",
+    )
     jwt_secret: SecretStr | None = Field(None, description="HS256 shared secret, >= 32 bytes")
     jwt_secret_file: Path | None = Field(None, description="file holding the shared secret")
     jwt_public_key_file: Path | None = Field(None, description="PEM public key (RS256/ES256)")

@@ -44,6 +44,7 @@ __all__ = [
     "ZERO_ID",
     "Envelope",
     "HistoryLimits",
+    "announce_channel",
     "decode_envelope",
     "encode_envelope",
     "encode_json",
@@ -143,6 +144,13 @@ def shard_channel(channel: str, pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX) -> s
     return f"{pubsub_prefix}{{{channel}}}"
 
 
+def announce_channel(
+    channel: str, pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX, *, sharded: bool = False
+) -> str:
+    """Where a channel is announced: its shard channel on a cluster (SPUBLISH), else PUBLISH's."""
+    return (shard_channel if sharded else pubsub_channel)(channel, pubsub_prefix)
+
+
 def encode_json(message: Any) -> bytes:
     """Compact JSON, the one form stored and sent. Raises ``ValueError``/``TypeError``."""
     text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -178,9 +186,8 @@ def publish_args(
 ) -> list[str | bytes | int]:
     """ARGV for :data:`PUBLISH_SCRIPT` (``sharded``: :data:`SHARDED_PUBLISH_SCRIPT`): settings,
     then ``(event, data)`` pairs."""
-    announce_on = shard_channel if sharded else pubsub_channel
     args: list[str | bytes | int] = [
-        announce_on(channel, pubsub_prefix),
+        announce_channel(channel, pubsub_prefix, sharded=sharded),
         limits.max_len,
         limits.max_age_ms,
         limits.ttl_ms,

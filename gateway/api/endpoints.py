@@ -67,11 +67,21 @@ async def open_subscription(
     channels: tuple[str, ...],
     last_event_id: str | None,
     accept: str | None,
+    presence: bool = False,
 ) -> StreamResponse:
+    """``presence``: also push gateway.join / gateway.leave (gateway.presence); the token's
+    subject goes with the stream for presence and revocation by subject."""
     # Rights are checked before joining, so a resume replays only channels this token may read.
     grant.require("subscribe", channels)
     if hub.draining:
         raise BrokerUnavailable("this gateway is shutting down; reconnect to another replica", 1)
     return await open_stream(
-        hub, channels, last_event_id, settings, accept, expires_at=grant.expires_at
+        hub,
+        channels,
+        last_event_id,
+        settings,
+        accept,
+        expires_at=grant.expires_at,
+        subject=grant.subject,
+        presence=presence,
     )

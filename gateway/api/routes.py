@@ -22,6 +22,9 @@ __all__ = ["router"]
 router = APIRouter()
 
 ChannelPath = Annotated[str, Path(max_length=endpoints.MAX_PARAM, description="the channel name")]
+PresenceQuery = Annotated[
+    bool, Query(description="1: also receive gateway.join / gateway.leave events (README)")
+]
 
 
 @router.post("/publish/{channel}", status_code=202, tags=["publish"])
@@ -51,12 +54,15 @@ async def subscribe_one(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
     accept: Annotated[str | None, Header()] = None,
+    presence: PresenceQuery = False,
 ) -> StreamResponse:
     """One channel as text/event-stream (or NDJSON lines for ``Accept: application/x-ndjson``);
     resumes from Last-Event-ID (header wins over query)."""
     channels = endpoints.single_channel(channel)
     last_id = last_event_id or last_event_id_query
-    return await endpoints.open_subscription(hub, settings, grant, channels, last_id, accept)
+    return await endpoints.open_subscription(
+        hub, settings, grant, channels, last_id, accept, presence
+    )
 
 
 @router.get(
@@ -73,11 +79,14 @@ async def subscribe_many(
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     last_event_id_query: Annotated[str | None, Query(alias="lastEventId")] = None,
     accept: Annotated[str | None, Header()] = None,
+    presence: PresenceQuery = False,
 ) -> StreamResponse:
     """Several channels on one stream: ``?channel=a&channel=b``."""
     channels = endpoints.many_channels(channel, settings)
     last_id = last_event_id or last_event_id_query
-    return await endpoints.open_subscription(hub, settings, grant, channels, last_id, accept)
+    return await endpoints.open_subscription(
+        hub, settings, grant, channels, last_id, accept, presence
+    )
 
 
 @router.get("/metrics", tags=["ops"])

@@ -21,7 +21,7 @@ from gateway.errors import BrokerUnavailable
 from gateway.metrics import PUBLISH_TIMER, REDIS_RECONNECTS
 from publisher.client import AsyncPublisher
 from publisher.errors import PublishError
-from publisher.wire import ZERO_ID, HistoryLimits, publish_args, stream_key
+from publisher.wire import ZERO_ID, HistoryLimits, announce_channel, publish_args, stream_key
 
 __all__ = ["PubSub", "RedisBroker", "SinglePubSub"]
 
@@ -136,6 +136,11 @@ class RedisBroker:
     def ready(self) -> bool:
         return self._pubsub.ready
 
+    @property
+    def client(self) -> Any:
+        """The command client, for the gateway's own keys (gateway.presence, gateway.channels)."""
+        return self._client
+
     def set_handler(self, handler: BrokerHandler) -> None:
         self._pubsub.set_handler(handler)
 
@@ -219,6 +224,17 @@ class RedisBroker:
                 self._heads[channel] = head
         nargs, packed = head
         return nargs + 2 * len(batch), packed + pack_args(*(x for pair in batch for x in pair))
+
+    async def announce(self, channel: str, payload: bytes) -> int:
+        """Send ``payload`` to every process subscribed to ``channel`` (:meth:`subscribe`), stored
+        nowhere: SPUBLISH on its shard channel on a cluster, PUBLISH elsewhere. Returns how many
+        connections received it. Raises BrokerUnavailable."""
+        command = "SPUBLISH" if self._sharded else "PUBLISH"
+        name = announce_channel(channel, self._pubsub_prefix, sharded=self._sharded)
+        try:
+            return int(await self._client.execute_command(command, name, payload))
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"redis failed the announcement: {exc!r}") from exc
 
     async def ping(self) -> bool:
         if isinstance(self._pipe, ShardedPipes):

@@ -59,6 +59,8 @@ async def subscribe(conn: HttpProtocol, exchange: Exchange) -> None:
     state = scope["state"]
     request = Request(scope)
     try:
+        if "presence" in request.query_params:
+            raise GatewayError("the route parses the flag")  # rare: operator dashboards
         channels = _channels(scope["path"], request, state["settings"])
         grant = state["auth"].authenticate(request)
         release = state["slots"].acquire()

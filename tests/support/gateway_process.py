@@ -15,6 +15,12 @@ import httpx
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+KEY_SOURCES = (
+    "GATEWAY_JWT_SECRET",
+    "GATEWAY_JWT_SECRET_FILE",
+    "GATEWAY_JWT_PUBLIC_KEY_FILE",
+    "GATEWAY_JWT_JWKS_FILE",
+)
 
 
 class GatewayProcess:
@@ -48,6 +54,10 @@ class GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         env.update({"GATEWAY_UNSUBSCRIBE_DELAY": "0.2", "PYTHONUNBUFFERED": "1"})
         env.update(self.env)
+        if not any(name in env for name in KEY_SOURCES):
+            # A test that configures no key means the open gateway it always had (a gateway on a
+            # Redis URL otherwise refuses to start); a test of that refusal sets GATEWAY_AUTH.
+            env.setdefault("GATEWAY_AUTH", "off")
         if self.server == "hypercorn":
             cmd = [sys.executable, "-m", "hypercorn", "gateway.asgi:app"]
             cmd += ["--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "2"]
