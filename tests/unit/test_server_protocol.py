@@ -164,7 +164,7 @@ async def test_a_closed_subscription_says_farewell_and_ends_the_chunked_body(sta
     [subscription] = hub.subscriptions
     subscription.close("revoked")
     await until(lambda: transport.buffer.endswith(b"0\r\n\r\n"))
-    assert b"event: gateway.revoked\ndata: {\"reason\":\"revoked\"}" in transport.take()
+    assert b'event: gateway.revoked\ndata: {"reason":"revoked"}' in transport.take()
     assert not hub.subscriptions and not transport.closed  # keep-alive: the next request
     stream.data_received(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     await until(lambda: transport.buffer.endswith(b'{"status":"ok"}'))
