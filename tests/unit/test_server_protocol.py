@@ -9,9 +9,11 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.app import create_app
+from gateway.control import CONTROL_CHANNEL
 from gateway.server import protocol as protocol_module
 from gateway.server.protocol import HttpProtocol
 from gateway.settings import Settings
@@ -229,3 +231,29 @@ async def test_a_stream_from_an_app_route_is_adopted_by_the_connection():
         await until(lambda: subscription.direct_state is not None)
         stream.connection_lost(None)
         await until(lambda: not state["hub"].subscriptions and not stream.tasks)
+
+
+async def test_a_presence_stream_written_directly_gets_join_events_in_order_once(state):
+    """A join/leave signal is pushed (gateway.presence) into a stream the hub writes directly:
+    the push takes it off the direct table first, so it lands between the events around it,
+    nothing twice, and the stream goes back to direct writes once drained."""
+    hub = state["hub"]
+    stream, transport = connect(state)
+    stream.data_received(b"GET /subscribe/p?presence=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await until(lambda: hub.subscriptions)
+    [subscription] = hub.subscriptions
+    assert subscription.presence
+    await until(lambda: subscription.direct_state is not None)
+    publisher, _ = connect(state)
+    publisher.data_received(publish_request("p", b'{"n":1}'))
+    await until(lambda: b'{"n":1}' in transport.buffer)
+    assert subscription.direct_state is not None
+    change = {"kind": "presence", "changes": [["join", "p", "alice"]]}
+    await state["broker"].announce(CONTROL_CHANNEL, orjson.dumps(change))
+    publisher.data_received(publish_request("p", b'{"n":2}'))
+    await until(lambda: b'{"n":2}' in transport.buffer)
+    body = transport.take()
+    order = [body.index(b'{"n":1}'), body.index(b"event: gateway.join"), body.index(b'{"n":2}')]
+    assert order == sorted(order)
+    assert body.count(b"data: ") == 3  # n=1, the join, n=2: each once
+    await until(lambda: subscription.direct_state is not None)
