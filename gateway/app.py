@@ -30,6 +30,7 @@ from gateway.hub import Hub
 from gateway.limits import RAW_SEND, StreamSlots
 from gateway.logs import REQUEST_ID, RequestIdMiddleware, request_id_for
 from gateway.metrics import Sampler, mark_worker_exited
+from gateway.ratelimit import RateLimits
 from gateway.settings import Settings
 from gateway.shutdown import DrainOnSignal
 
@@ -69,7 +70,8 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
             asyncio.create_task(_watch_for_shutdown(hub, settings), name="shutdown-watch"),
             asyncio.create_task(sampler.run(), name="metrics-sampler"),
         ]
-        ops = {"slots": slots, "sampler": sampler}
+        rate_limits = RateLimits.from_settings(settings)
+        ops = {"slots": slots, "sampler": sampler, "rate_limits": rate_limits}
         if tune_gc:
             _tune_gc()
         try:
@@ -81,6 +83,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
             await asyncio.gather(*duties, return_exceptions=True)
             await hub.close()
             await broker.close()
+            await rate_limits.aclose()
             mark_worker_exited()
 
     app = GatewayApp(

@@ -1,5 +1,8 @@
 """Turning a ``POST /publish/{channel}`` request into a validated batch for the broker.
 
+:func:`publish_request` is the whole request after authentication - rate limit, idempotency key,
+body, batch, publish - so every path that serves a publish calls this one function.
+
 Every check a client can fail maps to a ClientError (4xx with a JSON body). The body is read with
 a byte limit and a deadline, so neither a huge nor a trickling body can tie up memory or a worker.
 """
@@ -14,10 +17,54 @@ from typing import Any
 import orjson
 from starlette.requests import ClientDisconnect, Request
 
+from gateway.auth.rights import Grant
 from gateway.errors import ClientError
+from publisher.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH, Idempotency, is_valid_idempotency_key
 from publisher.wire import is_valid_channel, is_valid_event_name
 
-__all__ = ["parse_batch", "read_body", "require_channel"]
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "idempotency_from",
+    "parse_batch",
+    "publish_request",
+    "read_body",
+    "require_channel",
+]
+
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+
+async def publish_request(
+    request: Request, channel: str, event: str | None, grant: Grant
+) -> dict[str, object]:
+    """Publish what the request carries on ``channel`` (already validated and allowed for
+    ``grant``); the 202 answer's body. The rate limit is checked before the body is read."""
+    state = request.state
+    await state.rate_limits.check_publish(request.scope, grant)
+    settings = state.settings
+    idempotency = idempotency_from(
+        request.headers.get(IDEMPOTENCY_HEADER), settings.idempotency_ttl
+    )
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
+    is_batch, batch = parse_batch(
+        request.headers.get("content-type"), body, event, settings.max_batch_messages
+    )
+    ids = await state.broker.publish(channel, batch, idempotency)
+    return {"channel": channel, "ids": ids} if is_batch else {"channel": channel, "id": ids[0]}
+
+
+def idempotency_from(header: str | None, ttl: float) -> Idempotency | None:
+    if header is None:
+        return None
+    if not is_valid_idempotency_key(header):
+        raise ClientError(
+            400,
+            "invalid_idempotency_key",
+            f"invalid Idempotency-Key {header[:200]!r}: use 1-{MAX_IDEMPOTENCY_KEY_LENGTH} "
+            "letters, digits or '_-.:'",
+        )
+    return Idempotency(header, int(ttl * 1000))
+
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})

@@ -26,6 +26,12 @@ from publisher.errors import (
     PublishError,
     Rejected,
 )
+from publisher.idempotency import (
+    DEFAULT_IDEMPOTENCY_TTL,
+    IDEMPOTENT_PUBLISH_SCRIPT,
+    Idempotency,
+    idempotency_key,
+)
 from publisher.wire import (
     DEFAULT_HISTORY,
     DEFAULT_KEY_PREFIX,
@@ -75,7 +81,9 @@ class _HttpGateway:
         self._token = token
         self._timeout = timeout
 
-    def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+    def publish(
+        self, channel: str, batch: list[tuple[str, bytes]], key: Idempotency | None = None
+    ) -> list[str]:
         event = batch[0][0]
         query = "?" + urllib.parse.urlencode({"event": event}) if event else ""
         if len(batch) == 1:
@@ -85,6 +93,8 @@ class _HttpGateway:
         headers = {"content-type": ctype}
         if self._token:
             headers["authorization"] = f"Bearer {self._token}"
+        if key is not None:  # the gateway's own GATEWAY_IDEMPOTENCY_TTL applies
+            headers["idempotency-key"] = key.key
         url = f"{self._base}/publish/{urllib.parse.quote(channel)}{query}"
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         reply = self._send(request)
@@ -134,8 +144,10 @@ class _PublisherBase:
         history: HistoryLimits,
         token: str | None,
         timeout: float,
+        idempotency_ttl: float,
     ) -> None:
         self._key_prefix = key_prefix
+        self._idempotency_ttl_ms = int(idempotency_ttl * 1000)
         self._pubsub_prefix = pubsub_prefix
         self._history = history
         self._timeout = timeout
@@ -145,12 +157,32 @@ class _PublisherBase:
     def _use_redis(self, client: Any) -> None:
         self._redis = client
         self._script = client.register_script(PUBLISH_SCRIPT)
+        self._idempotent_script = client.register_script(IDEMPOTENT_PUBLISH_SCRIPT)
 
-    def _call_script(self, channel: str, batch: list[tuple[str, bytes]], client: Any = None) -> Any:
+    def _idempotency(self, key: str | None) -> Idempotency | None:
+        if key is None:
+            return None
+        try:
+            return Idempotency(key, self._idempotency_ttl_ms)
+        except ValueError as exc:
+            raise InvalidMessage(str(exc)) from None
+
+    def _call_script(
+        self,
+        channel: str,
+        batch: list[tuple[str, bytes]],
+        client: Any = None,
+        idempotency: Idempotency | None = None,
+    ) -> Any:
         """Run the publish script: the result for Publisher, an awaitable for AsyncPublisher
         (queued on ``client`` when that is a pipeline)."""
         args = publish_args(channel, batch, self._history, self._pubsub_prefix)
-        return self._script(keys=[stream_key(channel, self._key_prefix)], args=args, client=client)
+        keys = [stream_key(channel, self._key_prefix)]
+        if idempotency is None:
+            return self._script(keys=keys, args=args, client=client)
+        keys.append(idempotency_key(channel, idempotency.key, self._key_prefix))
+        args.append(idempotency.ttl_ms)
+        return self._idempotent_script(keys=keys, args=args, client=client)
 
 
 class Publisher(_PublisherBase):
@@ -165,6 +197,7 @@ class Publisher(_PublisherBase):
         history: HistoryLimits = DEFAULT_HISTORY,
         token: str | None = None,
         timeout: float = 5.0,
+        idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
     ) -> None:
         super().__init__(
             url,
@@ -173,22 +206,41 @@ class Publisher(_PublisherBase):
             history=history,
             token=token,
             timeout=timeout,
+            idempotency_ttl=idempotency_ttl,
         )
         if self._http is None:
             self._use_redis(sync_client(parse_redis_url(url), socket_timeout=timeout))
 
-    def publish(self, channel: str, message: Any, *, event: str | None = None) -> str:
-        return self.publish_many(channel, [message], event=event)[0]
+    def publish(
+        self,
+        channel: str,
+        message: Any,
+        *,
+        event: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        return self.publish_many(channel, [message], event=event, idempotency_key=idempotency_key)[
+            0
+        ]
 
     def publish_many(
-        self, channel: str, messages: Iterable[Any], *, event: str | None = None
+        self,
+        channel: str,
+        messages: Iterable[Any],
+        *,
+        event: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[str]:
-        """Publish a batch atomically and in order (one round trip); returns the ids in order."""
+        """Publish a batch atomically and in order (one round trip); returns the ids in order.
+
+        With ``idempotency_key``, the same key on the same channel publishes once within
+        ``idempotency_ttl`` seconds; a retry gets the first publish's ids back."""
         batch = prepare(channel, messages, event)
+        key = self._idempotency(idempotency_key)
         if self._http is not None:
-            return self._http.publish(channel, batch)
+            return self._http.publish(channel, batch, key)
         with _redis_errors():
-            return _decode_ids(self._call_script(channel, batch))
+            return _decode_ids(self._call_script(channel, batch, idempotency=key))
 
     def close(self) -> None:
         if self._redis is not None:
@@ -217,6 +269,7 @@ class AsyncPublisher(_PublisherBase):
         token: str | None = None,
         timeout: float = 5.0,
         client: Any = None,
+        idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
     ) -> None:
         super().__init__(
             DEFAULT_URL if client is not None else url,
@@ -225,6 +278,7 @@ class AsyncPublisher(_PublisherBase):
             history=history,
             token=token,
             timeout=timeout,
+            idempotency_ttl=idempotency_ttl,
         )
         self._owns_client = client is None
         if client is not None:
@@ -232,21 +286,41 @@ class AsyncPublisher(_PublisherBase):
         elif self._http is None:
             self._use_redis(async_client(parse_redis_url(url), socket_timeout=timeout))
 
-    async def publish(self, channel: str, message: Any, *, event: str | None = None) -> str:
-        return (await self.publish_many(channel, [message], event=event))[0]
+    async def publish(
+        self,
+        channel: str,
+        message: Any,
+        *,
+        event: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        ids = await self.publish_many(
+            channel, [message], event=event, idempotency_key=idempotency_key
+        )
+        return ids[0]
 
     async def publish_many(
-        self, channel: str, messages: Iterable[Any], *, event: str | None = None
+        self,
+        channel: str,
+        messages: Iterable[Any],
+        *,
+        event: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[str]:
         batch = prepare(channel, messages, event)
-        return await self.publish_encoded(channel, batch)
+        return await self.publish_encoded(channel, batch, self._idempotency(idempotency_key))
 
-    async def publish_encoded(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+    async def publish_encoded(
+        self,
+        channel: str,
+        batch: list[tuple[str, bytes]],
+        idempotency: Idempotency | None = None,
+    ) -> list[str]:
         """Publish ``(event, compact JSON)`` pairs already validated by :func:`prepare`."""
         if self._http is not None:
-            return await asyncio.to_thread(self._http.publish, channel, batch)
+            return await asyncio.to_thread(self._http.publish, channel, batch, idempotency)
         with _redis_errors():
-            return _decode_ids(await self._call_script(channel, batch))
+            return _decode_ids(await self._call_script(channel, batch, idempotency=idempotency))
 
     async def publish_pipelined(
         self, batches: list[tuple[str, list[tuple[str, bytes]]]]

@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.errors import GatewayError
 from gateway.limits import StreamResponse
 from gateway.logs import REQUEST_ID
-from gateway.publishing import parse_batch, read_body, require_channel
+from gateway.publishing import publish_request, require_channel
 from gateway.settings import Settings
 from gateway.sse import open_stream
 from gateway.uvicorn_io import corked
@@ -73,7 +73,6 @@ class FastPaths:
         """Publish and answer 202 (returns ANSWERED); an error's response; or None (nothing
         read) when the routes must answer."""
         state = scope["state"]
-        settings: Settings = state["settings"]
         request = Request(scope, receive)
         name = scope["path"][len(PUBLISH_PREFIX) :]
         event = QueryParams(scope["query_string"]).get("event") if scope["query_string"] else None
@@ -81,21 +80,16 @@ class FastPaths:
             return None
         try:
             channel = require_channel(name)
-            state["auth"].authenticate(request).require("publish", (channel,))
+            grant = state["auth"].authenticate(request)
+            grant.require("publish", (channel,))
         except GatewayError:
             return None
         try:
-            body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
-            is_batch, batch = parse_batch(
-                request.headers.get("content-type"), body, event, settings.max_batch_messages
-            )
-            ids = await state["broker"].publish(channel, batch)
+            answer = await publish_request(request, channel, event, grant)
         except GatewayError as exc:
             return await self._error(request, exc)
         # The route's JSONResponse, byte for byte, without building one: two sends, same headers.
-        content = orjson.dumps(
-            {"channel": channel, "ids": ids} if is_batch else {"channel": channel, "id": ids[0]}
-        )
+        content = orjson.dumps(answer)
         headers = [
             (b"content-length", b"%d" % len(content)),
             (b"content-type", b"application/json"),
@@ -126,6 +120,7 @@ class FastPaths:
                 return None
             grant = state["auth"].authenticate(request)
             grant.require("subscribe", channels)
+            await state["rate_limits"].check_connect(scope)  # refused: the routes answer 429
             release = state["slots"].acquire()
         except GatewayError:
             return None

@@ -14,12 +14,18 @@ from gateway.auth.http import GrantDep
 from gateway.errors import BrokerUnavailable, ClientError
 from gateway.limits import StreamResponse, stream_slot
 from gateway.metrics import CONTENT_TYPE_LATEST, render
-from gateway.publishing import parse_batch, read_body, require_channel
+from gateway.publishing import publish_request, require_channel
 from gateway.sse import open_stream
 
 __all__ = ["router"]
 
 router = APIRouter()
+
+
+async def connect_rate(request: Request) -> None:
+    """Route dependency: the per-address rate of opening streams."""
+    await request.state.rate_limits.check_connect(request.scope)
+
 
 ChannelPath = Annotated[str, Path(max_length=512, description="the channel name")]
 
@@ -28,26 +34,24 @@ ChannelPath = Annotated[str, Path(max_length=512, description="the channel name"
 async def publish(
     channel: ChannelPath,
     request: Request,
-    broker: BrokerDep,
-    settings: SettingsDep,
     grant: GrantDep,
     event: Annotated[str | None, Query(max_length=512)] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(alias="Idempotency-Key", description="publish once per key and channel"),
+    ] = None,  # read by publish_request; declared here for the schema
 ) -> dict[str, object]:
     """Publish one JSON message (application/json) or a batch (application/x-ndjson)."""
     grant.require("publish", (require_channel(channel),))  # before the body is read
-    body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
-    is_batch, batch = parse_batch(
-        request.headers.get("content-type"), body, event, settings.max_batch_messages
-    )
-    ids = await broker.publish(channel, batch)
-    return {"channel": channel, "ids": ids} if is_batch else {"channel": channel, "id": ids[0]}
+    return await publish_request(request, channel, event, grant)
 
 
 @router.get(
     "/subscribe/{channel}",
     response_class=EventSourceResponse,
     tags=["subscribe"],
-    dependencies=[Depends(stream_slot)],  # at most max_connections streams per process
+    # The rate limit first: a refused client must not hold a slot.
+    dependencies=[Depends(connect_rate), Depends(stream_slot)],  # max_connections per process
 )
 async def subscribe_one(
     channel: ChannelPath,
@@ -68,7 +72,7 @@ async def subscribe_one(
     "/subscribe",
     response_class=EventSourceResponse,
     tags=["subscribe"],
-    dependencies=[Depends(stream_slot)],
+    dependencies=[Depends(connect_rate), Depends(stream_slot)],
 )
 async def subscribe_many(
     hub: HubDep,

@@ -31,6 +31,7 @@ from gateway.errors import BrokerUnavailable
 from gateway.metrics import PUBLISH_TIMER, REDIS_RECONNECTS
 from publisher.client import AsyncPublisher
 from publisher.errors import PublishError
+from publisher.idempotency import Idempotency
 from publisher.wire import ZERO_ID, HistoryLimits, publish_args, stream_key
 
 __all__ = ["Backoff", "RedisBroker"]
@@ -292,6 +293,17 @@ class RedisBroker:
             raise BrokerUnavailable(f"history read failed: {exc}") from exc
         return [_entry(entry_id, fields) for entry_id, fields in raw]
 
+    async def history_before(
+        self, channel: str, before: str | None, count: int
+    ) -> list[HistoryEntry]:
+        key = stream_key(channel, self._key_prefix)
+        newest = "+" if before is None else "(" + before
+        try:
+            raw = await self._client.xrevrange(key, max=newest, min="-", count=count)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"history read failed: {exc}") from exc
+        return [_entry(entry_id, fields) for entry_id, fields in reversed(raw)]
+
     async def last_id(self, channel: str) -> str:
         key = stream_key(channel, self._key_prefix)
         try:
@@ -300,10 +312,17 @@ class RedisBroker:
             raise BrokerUnavailable(f"history read failed: {exc}") from exc
         return raw[0][0].decode() if raw else ZERO_ID
 
-    async def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+    async def publish(
+        self,
+        channel: str,
+        batch: list[tuple[str, bytes]],
+        idempotency: Idempotency | None = None,
+    ) -> list[str]:
         started = PUBLISH_TIMER.start()
         try:
-            if self._pipe is not None:
+            if idempotency is not None:  # the rarer keyed publish goes through redis-py
+                ids = await self._publisher.publish_encoded(channel, batch, idempotency)
+            elif self._pipe is not None:
                 ids = [
                     raw.decode() for raw in await self._pipe.call(*self._command(channel, batch))
                 ]
