@@ -22,6 +22,8 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.api import install_error_handlers, router
 from gateway.api.fast import FastPaths
+from gateway.api.history import router as history_router
+from gateway.api.openapi import install_openapi
 from gateway.auth import Authenticator
 from gateway.auth.http import install_auth_error_handler
 from gateway.broker import create_broker
@@ -103,6 +105,8 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     )
     app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
+    app.include_router(history_router)
+    install_openapi(app)
     return app
 
 
