@@ -27,6 +27,7 @@ from gateway.api.openapi import install_openapi
 from gateway.auth import Authenticator
 from gateway.auth.http import install_auth_error_handler
 from gateway.broker import create_broker
+from gateway.console import router as console_router
 from gateway.cors import install_cors
 from gateway.hub import Hub
 from gateway.limits import RAW_SEND, StreamSlots
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
     app.include_router(history_router)
+    app.include_router(console_router)
     install_openapi(app)
     return app
 

@@ -2,7 +2,8 @@
 
 ``errors(400, 401, ...)`` is a ``responses=`` dict for a route: each status with our error body
 ``{"error": code, "detail": ...}`` (and ``Retry-After`` where we send it). :func:`install_openapi`
-drops FastAPI's generated ``422`` answers: validation errors are answered ``400`` with our body
+drops FastAPI's generated ``422`` answers (and the empty JSON body it lists beside a route's
+own media types, e.g. /metrics' text/plain): validation errors are answered ``400`` with our body
 (:mod:`gateway.api.errors`), so a 422 in the schema would be a promise we never keep.
 """
 
@@ -60,6 +61,15 @@ def stream_responses() -> dict[int | str, dict[str, Any]]:
     }
 
 
+def _correct(responses: dict[str, Any]) -> None:
+    responses.pop("422", None)
+    for response in responses.values():
+        content = response.get("content", {})
+        # FastAPI adds an empty JSON entry beside the media types a route declares itself.
+        if len(content) > 1 and content.get("application/json") == {"schema": {}}:
+            del content["application/json"]
+
+
 def install_openapi(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -71,7 +81,7 @@ def install_openapi(app: FastAPI) -> None:
             )
             for path in schema.get("paths", {}).values():
                 for operation in path.values():
-                    operation.get("responses", {}).pop("422", None)
+                    _correct(operation.get("responses", {}))
             components = schema.get("components", {}).get("schemas", {})
             for unused in ("HTTPValidationError", "ValidationError"):
                 components.pop(unused, None)

@@ -7,9 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
 from gateway.api.deps import BrokerDep, HubDep, SettingsDep
+from gateway.api.openapi import errors, stream_responses
 from gateway.auth.http import GrantDep
 from gateway.errors import BrokerUnavailable, ClientError
 from gateway.limits import StreamResponse, stream_slot
@@ -30,7 +32,38 @@ async def connect_rate(request: Request) -> None:
 ChannelPath = Annotated[str, Path(max_length=512, description="the channel name")]
 
 
-@router.post("/publish/{channel}", status_code=202, tags=["publish"])
+class Published(BaseModel):
+    channel: str
+    id: str | None = Field(None, description="the message's id (application/json body)")
+    ids: list[str] | None = Field(None, description="the ids in order (NDJSON body)")
+
+
+class Status(BaseModel):
+    status: str
+
+
+_PUBLISH_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"description": "one message: any JSON value"}},
+        "application/x-ndjson": {
+            "schema": {"type": "string", "description": "a batch: one JSON value per line"}
+        },
+    },
+}
+
+
+@router.post(
+    "/publish/{channel}",
+    status_code=202,
+    tags=["publish"],
+    response_model=None,
+    responses={
+        202: {"model": Published, "description": "published"},
+        **errors(400, 401, 403, 408, 413, 415, 429, 503),
+    },
+    openapi_extra={"requestBody": _PUBLISH_BODY},
+)
 async def publish(
     channel: ChannelPath,
     request: Request,
@@ -50,6 +83,7 @@ async def publish(
     "/subscribe/{channel}",
     response_class=EventSourceResponse,
     tags=["subscribe"],
+    responses={**stream_responses(), **errors(400, 401, 403, 429, 503)},
     # The rate limit first: a refused client must not hold a slot.
     dependencies=[Depends(connect_rate), Depends(stream_slot)],  # max_connections per process
 )
@@ -72,6 +106,7 @@ async def subscribe_one(
     "/subscribe",
     response_class=EventSourceResponse,
     tags=["subscribe"],
+    responses={**stream_responses(), **errors(400, 401, 403, 429, 503)},
     dependencies=[Depends(connect_rate), Depends(stream_slot)],
 )
 async def subscribe_many(
@@ -115,7 +150,15 @@ async def _open(
     )
 
 
-@router.get("/metrics", tags=["ops"])
+@router.get(
+    "/metrics",
+    tags=["ops"],
+    response_model=None,
+    responses={
+        200: {"description": "Prometheus text format", "content": {"text/plain": {}}},
+        **errors(404),
+    },
+)
 async def metrics(request: Request, settings: SettingsDep) -> Response:
     """Prometheus metrics of every worker of this process group (docs/observability.md)."""
     if not settings.metrics_enabled:
@@ -123,13 +166,18 @@ async def metrics(request: Request, settings: SettingsDep) -> Response:
     return Response(render(request.state.sampler.sample), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/healthz", tags=["ops"])
+@router.get("/healthz", tags=["ops"], response_model=Status)
 async def healthz() -> dict[str, str]:
     """The process is alive (liveness: never depends on Redis)."""
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["ops"])
+@router.get(
+    "/readyz",
+    tags=["ops"],
+    response_model=Status,
+    responses={503: {"model": Status, "description": "redis unreachable, or draining"}},
+)
 async def readyz(hub: HubDep, broker: BrokerDep) -> JSONResponse:
     """Redis is reachable and the process is not draining (readiness)."""
     if hub.draining:
