@@ -1,8 +1,9 @@
 """Pages of a channel's history for ``GET /history/{channel}``, with the resume's gap rule.
 
-A page is read forwards (``after=``: entries after that id) or backwards (``before=``, or
-neither: the newest entries), and is always listed oldest first. Each read asks for one entry
-more than the page holds, so whether another page follows is known, not guessed.
+A page is read forwards (``after=``: entries after that id, up to ``before=`` when both are
+given) or backwards (``before=`` alone, or neither: the newest entries), and is always listed
+oldest first. Each read asks for one entry more than the page holds, so whether another page
+follows is known, not guessed.
 
 ``truncated`` is :func:`gateway.replay.reaches` answered for the page, the same rule a resume
 applies: forwards, history no longer reaches ``after`` (trimmed, expired, lost with Redis); the
@@ -20,6 +21,8 @@ from publisher.wire import ZERO_ID, parse_stream_id
 
 __all__ = ["HistoryPage", "page_after", "page_before"]
 
+LAST_POSSIBLE = ((1 << 64) - 1, (1 << 64) - 1)  # the greatest stream id
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
@@ -29,8 +32,15 @@ class HistoryPage:
     truncated: bool
 
 
-async def page_after(broker: Broker, channel: str, after: str, limit: int) -> HistoryPage:
+async def page_after(
+    broker: Broker, channel: str, after: str, limit: int, before: str | None = None
+) -> HistoryPage:
+    """Entries after ``after`` (and before ``before``, when given: a range)."""
+    if _key(after) == LAST_POSSIBLE:  # Redis refuses an interval starting past it
+        return HistoryPage([], None, None, await broker.last_id(channel) != after)
     entries = await broker.history(channel, after, limit + 1)
+    if before is not None:
+        entries = [entry for entry in entries if _key(entry.id) < _key(before)]
     more = len(entries) > limit
     entries = entries[:limit]
     if not entries:
@@ -48,6 +58,8 @@ async def page_after(broker: Broker, channel: str, after: str, limit: int) -> Hi
 
 
 async def page_before(broker: Broker, channel: str, before: str | None, limit: int) -> HistoryPage:
+    if before is not None and _key(before) == (0, 0):  # Redis refuses an interval ending there
+        return HistoryPage([], None, None, False)
     entries = await broker.history_before(channel, before, limit + 1)
     more = len(entries) > limit
     entries = entries[len(entries) - limit :] if more else entries

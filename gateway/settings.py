@@ -173,7 +173,7 @@ class Settings(BaseSettings):
 
     # -- operator tools: history API, idempotent publish, rate limits, console (issue 14) ----
     history_page_max: int = Field(
-        1000, ge=1, description="most events one GET /history page may ask for (?limit=)"
+        1000, ge=1, description="most events in one GET /history page (a larger ?limit= is capped)"
     )
     idempotency_ttl: float = Field(
         300.0, gt=0, le=86400, description="seconds an Idempotency-Key is remembered per channel"

@@ -21,6 +21,7 @@ from publisher.wire import DEFAULT_KEY_PREFIX, PUBLISH_SCRIPT
 
 __all__ = [
     "DEFAULT_IDEMPOTENCY_TTL",
+    "IDEMPOTENCY_KEY_PATTERN",
     "IDEMPOTENT_PUBLISH_SCRIPT",
     "MAX_IDEMPOTENCY_KEY_LENGTH",
     "Idempotency",
@@ -31,7 +32,8 @@ __all__ = [
 DEFAULT_IDEMPOTENCY_TTL: Final = 300.0
 MAX_IDEMPOTENCY_KEY_LENGTH: Final = 128
 # Printable, no spaces, commas or braces: a braced key could change the Redis Cluster slot.
-_KEY_RE: Final = re.compile(rf"[A-Za-z0-9_.:\-]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}")
+IDEMPOTENCY_KEY_PATTERN: Final = rf"[A-Za-z0-9_.:\-]{{1,{MAX_IDEMPOTENCY_KEY_LENGTH}}}"
+_KEY_RE: Final = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def is_valid_idempotency_key(key: str) -> bool:

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import BrokerDep, SettingsDep
-from gateway.api.openapi import errors
+from gateway.api.openapi import ID_SCHEMA, errors
 from gateway.api.routes import ChannelPath
 from gateway.auth.http import GrantDep
 from gateway.errors import ClientError
@@ -23,7 +23,12 @@ __all__ = ["router"]
 router = APIRouter()
 
 IdQuery = Annotated[
-    str | None, Query(max_length=64, description="a stream id such as 1732190000000-0")
+    str | None,
+    Query(
+        max_length=64,
+        description="an event id such as 1732190000000-0",
+        json_schema_extra=ID_SCHEMA,
+    ),
 ]
 
 
@@ -57,19 +62,17 @@ async def history(
     grant: GrantDep,
     after: IdQuery = None,
     before: IdQuery = None,
-    limit: Annotated[int, Query(ge=1, description="events per page")] = 100,
+    limit: Annotated[
+        int, Query(ge=1, description="events per page, capped at GATEWAY_HISTORY_PAGE_MAX")
+    ] = 100,
 ) -> Response:
-    """A page of the channel's history, oldest first: after= an id, before= an id (paging
-    back), or neither (the newest events). Needs the right to subscribe to the channel."""
+    """A page of the channel's history, oldest first: after= an id (and up to before=, when
+    given), before= alone (paging back), or neither (the newest events). Needs the right to
+    subscribe to the channel."""
     grant.require("subscribe", (require_channel(channel),))
-    if limit > settings.history_page_max:
-        raise ClientError(
-            400, "limit_too_large", f"limit={limit}; at most {settings.history_page_max} per page"
-        )
-    if after is not None and before is not None:
-        raise ClientError(400, "invalid_request", "give after= or before=, not both")
+    limit = min(limit, settings.history_page_max)  # a page is capped; `next` goes on from it
     if after is not None:
-        page = await page_after(broker, channel, _require_id(after), limit)
+        page = await page_after(broker, channel, _require_id(after), limit, _optional_id(before))
     else:
         page = await page_before(broker, channel, _optional_id(before), limit)
     return Response(_encode(channel, page), media_type="application/json")

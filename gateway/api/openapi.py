@@ -9,13 +9,42 @@ own media types, e.g. /metrics' text/plain): validation errors are answered ``40
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
-__all__ = ["ErrorBody", "errors", "install_openapi", "stream_responses"]
+from publisher.wire import (
+    CHANNEL_PATTERN,
+    EVENT_NAME_PATTERN,
+    RESERVED_CHANNEL_PREFIX,
+    RESERVED_EVENT_PREFIX,
+)
+
+__all__ = [
+    "CHANNEL_SCHEMA",
+    "EVENT_SCHEMA",
+    "ID_SCHEMA",
+    "ErrorBody",
+    "errors",
+    "install_openapi",
+    "stream_responses",
+]
+
+# The naming rules of publisher.wire as JSON Schema, for parameters' documentation. The code
+# checks them with the rule itself (a bad name gets our 400, not a validation error).
+CHANNEL_SCHEMA: dict[str, Any] = {
+    "pattern": f"^{CHANNEL_PATTERN}$",
+    "not": {"pattern": "^" + re.escape(RESERVED_CHANNEL_PREFIX)},
+}
+EVENT_SCHEMA: dict[str, Any] = {  # empty: no event name (the default "message")
+    "pattern": f"^({EVENT_NAME_PATTERN})?$",
+    "not": {"pattern": "^" + re.escape(RESERVED_EVENT_PREFIX)},
+}
+# Redis stream ids; 19 digits each stay below 2**64, which every id Redis hands out does.
+ID_SCHEMA: dict[str, Any] = {"pattern": r"^\d{1,19}-\d{1,19}$"}
 
 
 class ErrorBody(BaseModel):

@@ -11,13 +11,14 @@ from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
 from gateway.api.deps import BrokerDep, HubDep, SettingsDep
-from gateway.api.openapi import errors, stream_responses
+from gateway.api.openapi import CHANNEL_SCHEMA, EVENT_SCHEMA, errors, stream_responses
 from gateway.auth.http import GrantDep
 from gateway.errors import BrokerUnavailable, ClientError
 from gateway.limits import StreamResponse, stream_slot
 from gateway.metrics import CONTENT_TYPE_LATEST, render
 from gateway.publishing import publish_request, require_channel
 from gateway.sse import open_stream
+from publisher.idempotency import IDEMPOTENCY_KEY_PATTERN
 
 __all__ = ["router"]
 
@@ -29,7 +30,13 @@ async def connect_rate(request: Request) -> None:
     await request.state.rate_limits.check_connect(request.scope)
 
 
-ChannelPath = Annotated[str, Path(max_length=512, description="the channel name")]
+ChannelPath = Annotated[
+    str, Path(max_length=512, description="the channel name", json_schema_extra=CHANNEL_SCHEMA)
+]
+EventQuery = Annotated[
+    str | None,
+    Query(max_length=512, description="the SSE event name", json_schema_extra=EVENT_SCHEMA),
+]
 
 
 class Published(BaseModel):
@@ -68,10 +75,14 @@ async def publish(
     channel: ChannelPath,
     request: Request,
     grant: GrantDep,
-    event: Annotated[str | None, Query(max_length=512)] = None,
+    event: EventQuery = None,
     idempotency_key: Annotated[
         str | None,
-        Header(alias="Idempotency-Key", description="publish once per key and channel"),
+        Header(
+            alias="Idempotency-Key",
+            description="publish once per key and channel within GATEWAY_IDEMPOTENCY_TTL",
+            json_schema_extra={"pattern": f"^{IDEMPOTENCY_KEY_PATTERN}$"},
+        ),
     ] = None,  # read by publish_request; declared here for the schema
 ) -> dict[str, object]:
     """Publish one JSON message (application/json) or a batch (application/x-ndjson)."""

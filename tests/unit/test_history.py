@@ -88,3 +88,14 @@ async def test_backward_page_reaching_trimmed_start_is_truncated(
 async def test_empty_channel_has_an_empty_whole_page(broker: RedisBroker) -> None:
     assert not (await page_before(broker, "h7", None, 10)).truncated
     assert not (await page_after(broker, "h7", "0-0", 10)).truncated
+
+
+async def test_ids_at_the_ends_of_the_id_space_answer_empty_pages(
+    broker: RedisBroker, publisher: AsyncPublisher
+) -> None:
+    await _publish(publisher, "h8", 1)
+    # Redis refuses the intervals "(0-0" as an end and "(max-max" as a start: found by schemathesis
+    assert (await page_before(broker, "h8", "0-0", 10)).entries == []
+    last = f"{(1 << 64) - 1}-{(1 << 64) - 1}"
+    page = await page_after(broker, "h8", last, 10)
+    assert page.entries == [] and page.truncated  # a position past anything history had
