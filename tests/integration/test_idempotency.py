@@ -4,6 +4,8 @@ same Idempotency-Key on both publish once, and every retry gets the same ids."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 
 import httpx
 import pytest
@@ -101,3 +103,14 @@ def test_bad_keys_are_a_clear_400_and_publish_nothing(replicas, redis_server, ke
 def test_the_library_refuses_a_bad_key_before_sending(replicas) -> None:
     with pytest.raises(InvalidMessage):
         Publisher(replicas[0].url).publish("idem6", 1, idempotency_key="has space")
+
+
+@pytest.mark.parametrize("via", ["redis", "http"])
+def test_sse_publish_command_takes_an_idempotency_key(replicas, redis_server, via) -> None:
+    url = redis_server.url if via == "redis" else replicas[1].url
+    command = [sys.executable, "-m", "publisher.cli", f"idem7{via}", "1", "--url", url,
+               "--idempotency-key", "cli-1"]  # fmt: skip
+    runs = [subprocess.run(command, capture_output=True, text=True, timeout=30) for _ in range(2)]
+    assert [run.returncode for run in runs] == [0, 0], runs[0].stderr
+    assert runs[0].stdout == runs[1].stdout != ""
+    assert redis_server.client().xlen(f"sse:stream:{{idem7{via}}}") == 1
