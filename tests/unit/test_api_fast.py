@@ -203,3 +203,28 @@ async def test_an_anonymous_publish_with_auth_on_gets_the_routes_401():
         app.state_for_tests = state  # type: ignore[attr-defined]
         lean, full, served = await _both_ways(app, "POST", "/publish/orders", b"", JSON, b"{}")
         assert not served and lean == full and lean[0] == 401
+
+
+async def test_both_paths_share_idempotency_keys_and_refuse_bad_ones(app):
+    keyed = [*JSON, (b"idempotency-key", b"order-1")]
+    lean, full, served = await _both_ways(app, "POST", "/publish/orders", b"", keyed, b"{}")
+    assert served and lean == full and lean[0] == 202  # the retry got the first publish's id
+    bad = [*JSON, (b"idempotency-key", b"no spaces")]
+    lean, full, served = await _both_ways(app, "POST", "/publish/orders", b"", bad, b"{}")
+    assert served and lean == full and lean[0] == 400
+
+
+async def test_both_paths_meet_the_same_rate_limits():
+    app = create_app(Settings(rate_publish=0.01, rate_publish_burst=2, rate_connect=0.01,
+                              rate_connect_burst=2))  # fmt: skip
+    async with app.router.lifespan_context(app) as state:
+        app.state_for_tests = state  # type: ignore[attr-defined]
+        lean, full, _ = await _both_ways(app, "POST", "/publish/orders", b"", JSON, b"{}")
+        assert (lean[0], full[0]) == (202, 202)  # one token each: the burst is spent
+        lean, full, served = await _both_ways(app, "POST", "/publish/orders", b"", JSON, b"{}")
+        assert served and lean == full and lean[0] == 429
+        lean, full, _ = await _both_ways(app, "GET", "/subscribe/orders")
+        assert (lean[0], full[0]) == (200, 200)
+        lean, full, served = await _both_ways(app, "GET", "/subscribe/orders")
+        assert not served and lean == full and lean[0] == 429
+        assert (b"retry-after", b"100") in lean[1]
