@@ -219,9 +219,8 @@ class Publisher(_PublisherBase):
         event: str | None = None,
         idempotency_key: str | None = None,
     ) -> str:
-        return self.publish_many(channel, [message], event=event, idempotency_key=idempotency_key)[
-            0
-        ]
+        ids = self.publish_many(channel, [message], event=event, idempotency_key=idempotency_key)
+        return ids[0]
 
     def publish_many(
         self,
