@@ -25,12 +25,15 @@ from sse_starlette.sse import AppStatus
 
 from gateway.api import install_error_handlers, router
 from gateway.api.channels import router as operator_router
+from gateway.api.history import router as history_router
+from gateway.api.openapi import install_openapi
 from gateway.auth import Authenticator, KeyConfigError
 from gateway.auth.http import install_auth_error_handler
 from gateway.auth.policy import start_refusal
 from gateway.broker import create_broker
 from gateway.broker.redis import RedisBroker
 from gateway.channels import ChannelInfo
+from gateway.console import router as console_router
 from gateway.control import Control
 from gateway.cors import install_cors
 from gateway.hub import Hub
@@ -39,6 +42,7 @@ from gateway.logs import RequestIdMiddleware
 from gateway.metrics import mark_worker_exited
 from gateway.presence import Presence
 from gateway.presence_store import PresenceStore
+from gateway.ratelimit import RateLimits
 from gateway.revocation import Revocation
 from gateway.sampling import Sampler
 from gateway.settings import Settings
@@ -86,7 +90,8 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
         operator = await _operator_tools(hub, broker, settings)
         presence: Presence = operator["presence"]
         duties.append(asyncio.create_task(presence.run(), name="presence"))
-        ops = {"slots": slots, "sampler": sampler, **operator}
+        rate_limits = RateLimits.from_settings(settings)
+        ops = {"slots": slots, "sampler": sampler, "rate_limits": rate_limits, **operator}
         if tune_gc:
             _tune_gc()
         try:
@@ -99,6 +104,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
             await presence.close()
             await hub.close()
             await broker.close()
+            await rate_limits.aclose()
             mark_worker_exited()
 
     app = FastAPI(
@@ -116,6 +122,9 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
     app.include_router(operator_router)
+    app.include_router(history_router)
+    app.include_router(console_router)
+    install_openapi(app)
     return app
 
 

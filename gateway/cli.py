@@ -114,6 +114,10 @@ def serve(settings: Settings) -> int:
         ),
         access_log=False,
         lifespan="on",
+        # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, so a local client could pick
+        # its own address and dodge per-address rate limits; GATEWAY_TRUSTED_PROXY_HOPS decides
+        # instead (gateway/client_address.py).
+        proxy_headers=False,
         # uvicorn's 2048 overflowed when 5000 clients connected at once (a replica restart's
         # reconnect storm): the kernel drops the overflow's SYNs and they come back after 1 s.
         backlog=settings.backlog,

@@ -237,6 +237,46 @@ class Settings(BaseSettings):
             ttl_ms=int(self.history_ttl * 1000),
         )
 
+    # -- operator tools: history API, idempotent publish, rate limits, console (issue 14) ----
+    history_page_max: int = Field(
+        1000, ge=1, description="most events in one GET /history page (a larger ?limit= is capped)"
+    )
+    idempotency_ttl: float = Field(
+        300.0, gt=0, le=86400, description="seconds an Idempotency-Key is remembered per channel"
+    )
+    rate_publish: float = Field(
+        0.0, ge=0, description="publish requests/s per token subject (or address); 0: no limit"
+    )
+    rate_publish_burst: int = Field(20, ge=1, description="publish requests allowed at once")
+    rate_connect: float = Field(
+        0.0, ge=0, description="streams opened/s per client address; 0: no limit"
+    )
+    rate_connect_burst: int = Field(20, ge=1, description="streams opened at once per address")
+    rate_limit_store: str = Field(
+        "process",
+        pattern="^(process|redis)$",
+        description="process: buckets per process; redis: shared by every replica",
+    )
+    rate_limit_max_keys: int = Field(
+        100_000, ge=1, description="buckets kept per process (oldest dropped past it)"
+    )
+    trusted_proxy_hops: int = Field(
+        0, ge=0, le=16, description="X-Forwarded-For entries added by our proxies; 0: ignored"
+    )
+    console: bool | None = Field(
+        None, description="serve the console page on GET /; unset: on in embedded mode only"
+    )
+
+    @model_validator(mode="after")
+    def _check_tools(self) -> Settings:
+        if self.rate_limit_store == "redis" and self.redis_url is None:
+            raise ValueError("GATEWAY_RATE_LIMIT_STORE=redis needs a Redis URL")
+        return self
+
+    @property
+    def console_enabled(self) -> bool:
+        return self.embedded if self.console is None else self.console
+
 
 _ORIGIN_RE = re.compile(
     r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?"

@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "CHANNEL_PATTERN",
     "DEFAULT_HISTORY",
     "DEFAULT_KEY_PREFIX",
     "DEFAULT_PUBSUB_PREFIX",
     "ENVELOPE_MAGIC",
+    "EVENT_NAME_PATTERN",
     "MAX_CHANNEL_LENGTH",
     "PUBLISH_SCRIPT",
     "RESERVED_CHANNEL_PREFIX",
@@ -68,8 +70,10 @@ MAX_EVENT_NAME_LENGTH: Final = 64
 # channel a valid Redis key fragment and pub/sub name, and keeps Redis' own channels
 # (``__keyspace@0__:...``) and the gateway's internal ones (they contain "@") out of reach.
 _NAME_PATTERN: Final = r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,%d}"
-_CHANNEL_RE: Final = re.compile(_NAME_PATTERN % (MAX_CHANNEL_LENGTH - 1))
-_EVENT_RE: Final = re.compile(_NAME_PATTERN % (MAX_EVENT_NAME_LENGTH - 1))
+CHANNEL_PATTERN: Final = _NAME_PATTERN % (MAX_CHANNEL_LENGTH - 1)  # plus the "__" rule below
+EVENT_NAME_PATTERN: Final = _NAME_PATTERN % (MAX_EVENT_NAME_LENGTH - 1)  # and "gateway."
+_CHANNEL_RE: Final = re.compile(CHANNEL_PATTERN)
+_EVENT_RE: Final = re.compile(EVENT_NAME_PATTERN)
 _STREAM_ID_RE: Final = re.compile(r"(\d{1,20})-(\d{1,20})")
 
 

@@ -13,7 +13,13 @@ from gateway.auth.rights import Grant
 from gateway.broker.base import Broker
 from gateway.errors import BrokerUnavailable, ClientError
 from gateway.hub import Hub
-from gateway.publishing import parse_batch, read_body, require_channel
+from gateway.publishing import (
+    IDEMPOTENCY_HEADER,
+    idempotency_from,
+    parse_batch,
+    read_body,
+    require_channel,
+)
 from gateway.settings import Settings
 from gateway.sse import open_stream
 from gateway.stream import StreamResponse
@@ -31,13 +37,16 @@ async def publish(
     settings: Settings,
     grant: Grant,
 ) -> dict[str, object]:
-    """Publish one JSON message (application/json) or a batch (application/x-ndjson)."""
+    """Publish one JSON message (application/json) or a batch (application/x-ndjson), once per
+    Idempotency-Key; the caller's rate limit is checked before the body is read."""
     grant.require("publish", (require_channel(channel),))  # before the body is read
+    await request.state.rate_limits.check_publish(request.scope, grant)
+    key = idempotency_from(request.headers.get(IDEMPOTENCY_HEADER), settings.idempotency_ttl)
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
     is_batch, batch = parse_batch(
         request.headers.get("content-type"), body, event, settings.max_batch_messages
     )
-    ids = await broker.publish(channel, batch)
+    ids = await broker.publish(channel, batch, key)
     return {"channel": channel, "ids": ids} if is_batch else {"channel": channel, "id": ids[0]}
 
 
