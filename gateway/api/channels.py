@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
+from gateway.api.openapi import errors
+from gateway.api.routes import ChannelPath
 from gateway.auth.http import GrantDep
 from gateway.channels import ChannelInfo
 from gateway.errors import ClientError
@@ -24,30 +26,8 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["operator"])
 
-ChannelPath = Annotated[str, Path(max_length=512, description="the channel name")]
 MAX_DISCONNECT_BODY = 4096
 MAX_SUBJECT_LENGTH = 1024
-
-
-class ErrorBody(BaseModel):
-    error: str
-    detail: str
-
-
-_MEANINGS = {
-    400: "invalid channel name or request",
-    401: "a token is required",
-    403: "the token lacks the admin right here",
-    408: "the request body did not arrive in time",
-    413: "request body too large",
-    415: "send application/json",
-    503: "Redis is unreachable (Retry-After)",
-}
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses=`` for the error statuses a route can answer, with our error body."""
-    return {s: {"model": ErrorBody, "description": _MEANINGS[s]} for s in statuses}
 
 
 class HistoryInfo(BaseModel):
@@ -94,14 +74,14 @@ RevocationDep = Annotated[Revocation, Depends(_revocation)]
 COMMON = (400, 401, 403, 503)
 
 
-@router.get("/channels/{channel}", response_model=ChannelInfoBody, responses=_errors(*COMMON))
+@router.get("/channels/{channel}", response_model=ChannelInfoBody, responses=errors(*COMMON))
 async def channel_info(channel: ChannelPath, info: InfoDep, grant: GrantDep) -> dict[str, Any]:
     """Subscribers over every replica, and the history the channel holds."""
     grant.require("admin", (require_channel(channel),))
     return await info.describe(channel)
 
 
-@router.get("/channels/{channel}/presence", response_model=PresenceBody, responses=_errors(*COMMON))
+@router.get("/channels/{channel}/presence", response_model=PresenceBody, responses=errors(*COMMON))
 async def presence(channel: ChannelPath, info: InfoDep, grant: GrantDep) -> dict[str, Any]:
     """Token subjects with open streams on the channel, over every replica."""
     grant.require("admin", (require_channel(channel),))
@@ -113,7 +93,7 @@ async def presence(channel: ChannelPath, info: InfoDep, grant: GrantDep) -> dict
     status_code=202,
     response_model=Revoked,
     response_model_exclude_none=True,
-    responses=_errors(*COMMON),
+    responses=errors(*COMMON),
 )
 async def revoke_channel(
     channel: ChannelPath, revocation: RevocationDep, grant: GrantDep
@@ -144,7 +124,7 @@ _SUBJECT_BODY = {
     status_code=202,
     response_model=Revoked,
     response_model_exclude_none=True,
-    responses=_errors(400, 401, 403, 408, 413, 415, 503),
+    responses=errors(400, 401, 403, 408, 413, 415, 503),
     openapi_extra={"requestBody": _SUBJECT_BODY},
 )
 async def disconnect(
