@@ -46,6 +46,11 @@ def test_schema_documents_our_errors_and_media_types(open_gateway: GatewayProces
     assert set(stream) == {"text/event-stream", "application/x-ndjson"}
     metrics = schema["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert set(metrics) == {"text/plain"}
+    for operator in (("/channels/{channel}", "get"), ("/disconnect", "post"),
+                     ("/channels/{channel}/subscribers", "delete")):  # fmt: skip
+        answers = schema["paths"][operator[0]][operator[1]]["responses"]
+        assert answers["403"]["content"]["application/json"]["schema"] == error  # one ErrorBody
+        assert "Retry-After" in answers["503"]["headers"]
     assert not any("422" in op["responses"] for path in schema["paths"].values()
                    for op in path.values())  # fmt: skip
 
