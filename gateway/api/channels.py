@@ -7,19 +7,18 @@ everything else is (the start-up warning says so).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
+from gateway.api.deps import InfoDep, RevocationDep
 from gateway.api.openapi import errors
 from gateway.api.routes import ChannelPath
 from gateway.auth.http import GrantDep
-from gateway.channels import ChannelInfo
 from gateway.errors import ClientError
 from gateway.publishing import read_body, require_channel
-from gateway.revocation import Revocation
 from gateway.settings import Settings
 
 __all__ = ["router"]
@@ -59,18 +58,6 @@ class Revoked(BaseModel):
     replicas: int  # processes that heard the revocation
 
 
-async def _info(request: Request) -> ChannelInfo:
-    info: ChannelInfo = request.state.channel_info
-    return info
-
-
-async def _revocation(request: Request) -> Revocation:
-    revocation: Revocation = request.state.revocation
-    return revocation
-
-
-InfoDep = Annotated[ChannelInfo, Depends(_info)]
-RevocationDep = Annotated[Revocation, Depends(_revocation)]
 COMMON = (400, 401, 403, 503)
 
 
