@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import replicas
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -17,13 +17,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 def pair(redis_server, tmp_path_factory):
     logs = tmp_path_factory.mktemp("history")
     env = {"GATEWAY_AUTH": "off", "GATEWAY_HISTORY_MAX_AGE": "1", "GATEWAY_HISTORY_PAGE_MAX": "3"}
-    gateways = [
-        GatewayProcess(redis_server.url, log_path=logs / f"gw-{n}.log", env=env).start()
-        for n in range(2)
-    ]
-    yield gateways
-    for gateway in gateways:
-        gateway.stop()
+    with replicas(redis_server.url, logs, env) as gateways:
+        yield gateways
 
 
 def _publish(url: str, channel: str, body: bytes) -> list[str]:

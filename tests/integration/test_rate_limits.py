@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.gateway_process import GatewayProcess
+from tests.support.gateway_process import GatewayProcess, replicas
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -33,13 +33,8 @@ def shared(redis_server, tmp_path_factory):
     """Two replicas sharing buckets through Redis, behind one trusted proxy hop."""
     logs = tmp_path_factory.mktemp("rate-shared")
     env = {**LIMITS, "GATEWAY_RATE_LIMIT_STORE": "redis", "GATEWAY_TRUSTED_PROXY_HOPS": "1"}
-    gateways = [
-        GatewayProcess(redis_server.url, log_path=logs / f"gw-{n}.log", env=env).start()
-        for n in range(2)
-    ]
-    yield gateways
-    for gateway in gateways:
-        gateway.stop()
+    with replicas(redis_server.url, logs, env) as gateways:
+        yield gateways
 
 
 def _publish(url: str, channel: str, forwarded: str | None = None) -> httpx.Response:

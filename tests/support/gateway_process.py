@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -121,3 +122,19 @@ class GatewayProcess:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+@contextmanager
+def replicas(
+    redis_url: str, logs: Path, env: dict[str, str], count: int = 2
+) -> Iterator[list[GatewayProcess]]:
+    """``count`` gateway replicas on one Redis, logging to ``logs/gw-N.log``; stopped after."""
+    gateways = [
+        GatewayProcess(redis_url, log_path=logs / f"gw-{n}.log", env=env).start()
+        for n in range(count)
+    ]
+    try:
+        yield gateways
+    finally:
+        for gateway in gateways:
+            gateway.stop()
