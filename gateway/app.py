@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import secrets
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -21,14 +24,26 @@ from fastapi import FastAPI
 from sse_starlette.sse import AppStatus
 
 from gateway.api import install_error_handlers, router
-from gateway.auth import Authenticator
+from gateway.api.channels import router as operator_router
+from gateway.api.history import router as history_router
+from gateway.api.openapi import install_openapi
+from gateway.auth import Authenticator, KeyConfigError
 from gateway.auth.http import install_auth_error_handler
+from gateway.auth.policy import start_refusal
 from gateway.broker import create_broker
+from gateway.broker.redis import RedisBroker
+from gateway.channels import ChannelInfo
+from gateway.console import router as console_router
+from gateway.control import Control
 from gateway.cors import install_cors
 from gateway.hub import Hub
 from gateway.limits import StreamSlots
 from gateway.logs import RequestIdMiddleware
 from gateway.metrics import mark_worker_exited
+from gateway.presence import Presence
+from gateway.presence_store import PresenceStore
+from gateway.ratelimit import RateLimits
+from gateway.revocation import Revocation
 from gateway.sampling import Sampler
 from gateway.settings import Settings
 from gateway.shutdown import DrainOnSignal
@@ -47,6 +62,9 @@ def server_app() -> FastAPI:
 
 def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> FastAPI:
     settings = settings or Settings()
+    refusal = start_refusal(settings)  # also when run as a uvicorn factory, past the CLI
+    if refusal is not None:
+        raise KeyConfigError(refusal)
     authenticator = Authenticator.from_settings(settings)
 
     @asynccontextmanager
@@ -69,7 +87,11 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
             asyncio.create_task(_watch_for_shutdown(hub, settings), name="shutdown-watch"),
             asyncio.create_task(sampler.run(), name="metrics-sampler"),
         ]
-        ops = {"slots": slots, "sampler": sampler}
+        operator = await _operator_tools(hub, broker, settings)
+        presence: Presence = operator["presence"]
+        duties.append(asyncio.create_task(presence.run(), name="presence"))
+        rate_limits = RateLimits.from_settings(settings)
+        ops = {"slots": slots, "sampler": sampler, "rate_limits": rate_limits, **operator}
         if tune_gc:
             _tune_gc()
         try:
@@ -79,8 +101,10 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
             for task in duties:
                 task.cancel()
             await asyncio.gather(*duties, return_exceptions=True)
+            await presence.close()
             await hub.close()
             await broker.close()
+            await rate_limits.aclose()
             mark_worker_exited()
 
     app = FastAPI(
@@ -97,6 +121,10 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
+    app.include_router(operator_router)
+    app.include_router(history_router)
+    app.include_router(console_router)
+    install_openapi(app)
     return app
 
 
@@ -111,6 +139,23 @@ async def _watch_for_shutdown(hub: Hub, settings: Settings) -> None:
         settings.drain_window,
     )
     hub.drain(settings.drain_window)
+
+
+async def _operator_tools(hub: Hub, broker: RedisBroker, settings: Settings) -> dict[str, Any]:
+    """Presence, channel info and revocation, sharing one control channel and the command client.
+    Each process (worker) is one replica for presence."""
+    control = Control(hub, broker)
+    replica = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+    store = PresenceStore(broker.client, settings.key_prefix, replica, settings.presence_ttl)
+    presence = Presence(
+        hub, store, control, ttl=settings.presence_ttl, events=settings.presence_events
+    )
+    await control.start()
+    return {
+        "presence": presence,
+        "channel_info": ChannelInfo(broker.client, settings.key_prefix, store),
+        "revocation": Revocation(hub, control),
+    }
 
 
 def _tune_gc() -> None:

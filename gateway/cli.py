@@ -24,6 +24,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from gateway.auth import Authenticator, KeyConfigError
+from gateway.auth.policy import start_refusal
 from gateway.logs import logging_config
 from gateway.metrics import prepare_multiprocess_dir, remove_multiprocess_dir
 from gateway.server.uvicorn_hook import UvicornHttp, check_version
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
             os.environ[f"GATEWAY_{name.upper()}"] = str(value)
     try:
         settings = Settings()
+        refusal = start_refusal(settings)
+        if refusal is not None:
+            raise KeyConfigError(refusal)
         if settings.workers > 1:  # this process serves nothing: check the keys before the workers
             Authenticator.from_settings(settings)
     except (ValidationError, KeyConfigError) as exc:
@@ -110,6 +114,10 @@ def serve(settings: Settings) -> int:
         ),
         access_log=False,
         lifespan="on",
+        # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, so a local client could pick
+        # its own address and dodge per-address rate limits; GATEWAY_TRUSTED_PROXY_HOPS decides
+        # instead (gateway/client_address.py).
+        proxy_headers=False,
         # uvicorn's 2048 overflowed when 5000 clients connected at once (a replica restart's
         # reconnect storm): the kernel drops the overflow's SYNs and they come back after 1 s.
         backlog=settings.backlog,

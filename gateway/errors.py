@@ -2,6 +2,7 @@
 
     GatewayError
     ├── ClientError            a request the client can fix: 4xx with {"error": code, "detail": ...}
+    │   └── RateLimited        429 + Retry-After: a rate limit's bucket is empty
     └── BrokerUnavailable      Redis is unreachable or the process is draining: 503 + Retry-After
 
 Transport errors from redis-py are wrapped into BrokerUnavailable inside the broker, so nothing
@@ -10,12 +11,13 @@ above the broker ever sees a redis exception.
 
 from __future__ import annotations
 
-__all__ = ["BrokerUnavailable", "ClientError", "GatewayError"]
+__all__ = ["BrokerUnavailable", "ClientError", "GatewayError", "RateLimited"]
 
 
 class GatewayError(Exception):
     status = 500
     code = "internal"
+    retry_after: int | None = None  # seconds; answered as Retry-After when set
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
@@ -27,6 +29,12 @@ class ClientError(GatewayError):
         super().__init__(detail)
         self.status = status
         self.code = code
+
+
+class RateLimited(ClientError):
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(429, "rate_limited", detail)
+        self.retry_after = retry_after
 
 
 class BrokerUnavailable(GatewayError):

@@ -28,6 +28,8 @@ from publisher.wire import is_valid_event_name
 __all__ = [
     "GAP_EVENT",
     "KEEPALIVE",
+    "REVOKED",
+    "REVOKED_EVENT",
     "SSE",
     "Event",
     "SseFormat",
@@ -36,11 +38,14 @@ __all__ = [
     "farewell_retry_ms",
     "format_frame",
     "raw_event",
+    "revoked_retry_ms",
 ]
 
 log = logging.getLogger("gateway.events")
 
 GAP_EVENT = "gateway.gap"
+REVOKED = "revoked"  # the close reason of a stream an operator revoked
+REVOKED_EVENT = "gateway.revoked"
 SEP = "\n"
 
 
@@ -158,6 +163,12 @@ def farewell_retry_ms() -> int:
     return random.randint(250, 2000)
 
 
+def revoked_retry_ms() -> int:
+    # At least a second, jittered over four: an operator who cut off a busy channel must not get
+    # every client of every replica back in the same instant.
+    return random.randint(1000, 5000)
+
+
 class SseFormat:
     media_type = "text/event-stream"
 
@@ -178,6 +189,8 @@ class SseFormat:
     def farewell(self, reason: str | None) -> bytes:
         if reason == "shutdown":
             return _sse(retry=farewell_retry_ms())
+        if reason == REVOKED:  # an operator closed it (gateway.revocation); the client may return
+            return _sse(event=REVOKED_EVENT, data='{"reason":"revoked"}', retry=revoked_retry_ms())
         if reason == "expired":  # the token's exp passed: come back soon, with a fresh token
             return _sse(comment="closed (expired)", retry=farewell_retry_ms())
         return _sse(comment=f"closed ({reason or 'closed'})")

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from gateway.broker.base import Broker, HistoryEntry
 from gateway.errors import BrokerUnavailable
@@ -38,7 +38,7 @@ from publisher.wire import ZERO_ID, decode_envelope, parse_stream_id
 
 Write = Callable[[bytes], object]
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "HubWatcher"]
 
 log = logging.getLogger("gateway.hub")
 
@@ -90,6 +90,14 @@ def _retrieve(future: asyncio.Future[None]) -> None:
         future.exception()  # mark it retrieved: joiners may all have given up already
 
 
+class HubWatcher(Protocol):
+    """Told of every subscription that joins or leaves (gateway.presence counts them)."""
+
+    def joined(self, subscription: Subscription) -> None: ...
+
+    def left(self, subscription: Subscription) -> None: ...
+
+
 class Hub:
     def __init__(self, broker: Broker, *, unsubscribe_delay: float, replay_max: int) -> None:
         self._broker = broker
@@ -99,6 +107,10 @@ class Hub:
         self._tasks: set[asyncio.Task[None]] = set()
         self.subscriptions: set[Subscription] = set()
         self.draining = False
+        self.watcher: HubWatcher | None = None
+        # Pub/sub messages for names that are no channel of ours: the gateway's control channel
+        # (gateway.control). Only looked at on that miss, so the hot path pays nothing for it.
+        self.on_other: Callable[[str, bytes], None] | None = None
         broker.set_handler(self)
 
     @property
@@ -111,6 +123,10 @@ class Hub:
     def subscriber_count(self, channel: str) -> int:
         state = self._channels.get(channel)
         return len(state.subscribers) if state else 0
+
+    def subscribers_of(self, channel: str) -> list[Subscription]:
+        state = self._channels.get(channel)
+        return list(state.subscribers) if state else []
 
     def last_id(self, channel: str) -> str | None:
         state = self._channels.get(channel)
@@ -156,10 +172,15 @@ class Hub:
             state.subscribers.add(subscription)
             state.others.add(subscription)
         self.subscriptions.add(subscription)
+        if self.watcher is not None:
+            self.watcher.joined(subscription)
         return subscription
 
     def leave(self, subscription: Subscription) -> None:
-        self.subscriptions.discard(subscription)
+        if subscription in self.subscriptions:  # leave() may run twice for one stream
+            self.subscriptions.discard(subscription)
+            if self.watcher is not None:
+                self.watcher.left(subscription)
         for channel in subscription.channels:
             state = self._channels.get(channel)
             if state is not None:
@@ -237,6 +258,8 @@ class Hub:
     def on_message(self, channel: str, payload: bytes) -> None:
         state = self._channels.get(channel)
         if state is None:
+            if self.on_other is not None:
+                self.on_other(channel, payload)
             return
         TALLY.received += 1
         if state.pending is None:

@@ -75,7 +75,7 @@ REDIS_CONNECTED = Gauge(
 STREAMS_OPENED = Counter("sse_streams_opened", "Streams opened.")
 STREAM_CLOSES = Counter(
     "sse_stream_closes",
-    "Streams ended, by reason: client, slow, send_timeout, shutdown, error.",
+    "Streams ended, by reason: client, slow, send_timeout, shutdown, expired, revoked, error.",
     ["reason"],
 )
 OVER_CAPACITY = Counter("sse_over_capacity", "Streams refused at max_connections (503).")

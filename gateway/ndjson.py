@@ -7,6 +7,7 @@ One JSON object per line, every line with a ``type`` so a line reader can tell k
     {"type":"gap","id":"<id>","channel":"orders","reason":"truncated","resumed_at":"<id>"}
     {"type":"keepalive"}                                        when idle (never an empty line)
     {"type":"close","reason":"shutdown","retry":812}           last line when the gateway ends it
+    {"type":"close","reason":"revoked","retry":2731}           ... when an operator revoked it
 
 ``id`` means exactly what the SSE ``id:`` field means (a stream id, or the multi-channel vector),
 and is sent back as ``Last-Event-ID`` (or ``?lastEventId=``) to resume.
@@ -28,7 +29,7 @@ import functools
 
 import orjson
 
-from gateway.events import Event, farewell_retry_ms
+from gateway.events import REVOKED, Event, farewell_retry_ms, revoked_retry_ms
 
 __all__ = ["MEDIA_TYPE", "NDJSON", "NdjsonFormat", "wants_ndjson"]
 
@@ -63,6 +64,8 @@ class NdjsonFormat:
         return _line({"type": "open", "id": position, "retry": retry_ms})
 
     def farewell(self, reason: str | None) -> bytes:
+        if reason == REVOKED:
+            return _line({"type": "close", "reason": reason, "retry": revoked_retry_ms()})
         if reason in ("shutdown", "expired"):
             return _line({"type": "close", "reason": reason, "retry": farewell_retry_ms()})
         return _line({"type": "close", "reason": reason or "closed"})

@@ -15,9 +15,32 @@ import orjson
 from starlette.requests import ClientDisconnect, Request
 
 from gateway.errors import ClientError
+from publisher.idempotency import MAX_IDEMPOTENCY_KEY_LENGTH, Idempotency, is_valid_idempotency_key
 from publisher.wire import is_valid_channel, is_valid_event_name
 
-__all__ = ["parse_batch", "read_body", "require_channel"]
+__all__ = [
+    "IDEMPOTENCY_HEADER",
+    "idempotency_from",
+    "parse_batch",
+    "read_body",
+    "require_channel",
+]
+
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+
+def idempotency_from(header: str | None, ttl: float) -> Idempotency | None:
+    if header is None:
+        return None
+    if not is_valid_idempotency_key(header):
+        raise ClientError(
+            400,
+            "invalid_idempotency_key",
+            f"invalid Idempotency-Key {header[:200]!r}: use 1-{MAX_IDEMPOTENCY_KEY_LENGTH} "
+            "letters, digits or '_-.:'",
+        )
+    return Idempotency(header, int(ttl * 1000))
+
 
 JSON_TYPES = frozenset({"application/json"})
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})

@@ -12,9 +12,15 @@ from dataclasses import dataclass, field
 from gateway.broker.base import Broker, HistoryEntry
 from publisher.wire import parse_stream_id
 
-__all__ = ["PAGE_SIZE", "Replay", "read_missed"]
+__all__ = ["PAGE_SIZE", "Replay", "reaches", "read_missed"]
 
 PAGE_SIZE = 500
+
+
+def reaches(position: str, first: HistoryEntry) -> bool:
+    """The one gap rule: history still reaches ``position`` when the first entry it holds after
+    ``position`` names it as predecessor (``0-0``: the very beginning of the channel)."""
+    return first.prev == position
 
 
 @dataclass(slots=True)
@@ -39,7 +45,7 @@ async def read_missed(broker: Broker, channel: str, after: str, head: str, limit
         page = await broker.history(
             channel, cursor, min(PAGE_SIZE, limit + 1 - len(replay.entries))
         )
-        if cursor == after and page and page[0].prev != after:
+        if cursor == after and page and not reaches(after, page[0]):
             replay.gap, replay.reset_to = "truncated", page[0].prev
         replay.entries.extend(page)
         if len(replay.entries) > limit:

@@ -125,8 +125,25 @@ class Settings(BaseSettings):
     log_format: str = Field("json", pattern="^(json|text)$", description="json or text")
     metrics_enabled: bool = Field(True, description="serve Prometheus metrics on GET /metrics")
 
+    # -- operator endpoints: presence and revocation ------------------------------------------
+    presence_ttl: float = Field(
+        15.0,
+        ge=1,
+        le=3600,
+        description="seconds a dead replica's streams stay in subscriber counts and presence",
+    )
+    presence_events: bool = Field(
+        True, description="relay gateway.join/gateway.leave to streams that ask (?presence=1)"
+    )
+
     # -- auth, CORS and hostile input -------------------------------------------------------
-    # Exactly one key source turns auth on; none leaves it off (everything open, the dev default).
+    # Exactly one key source turns auth on. With none, the embedded store runs open (trying it
+    # out); a gateway on a Redis URL refuses to start unless auth=off says so (gateway.auth.policy).
+    auth: str = Field(
+        "auto",
+        pattern="^(auto|off)$",
+        description="auto: a JWT key is required with a Redis URL; off: no key, everything open",
+    )
     jwt_secret: SecretStr | None = Field(None, description="HS256 shared secret, >= 32 bytes")
     jwt_secret_file: Path | None = Field(None, description="file holding the shared secret")
     jwt_public_key_file: Path | None = Field(None, description="PEM public key (RS256/ES256)")
@@ -219,6 +236,46 @@ class Settings(BaseSettings):
             max_age_ms=int(self.history_max_age * 1000),
             ttl_ms=int(self.history_ttl * 1000),
         )
+
+    # -- operator tools: history API, idempotent publish, rate limits, console (issue 14) ----
+    history_page_max: int = Field(
+        1000, ge=1, description="most events in one GET /history page (a larger ?limit= is capped)"
+    )
+    idempotency_ttl: float = Field(
+        300.0, gt=0, le=86400, description="seconds an Idempotency-Key is remembered per channel"
+    )
+    rate_publish: float = Field(
+        0.0, ge=0, description="publish requests/s per token subject (or address); 0: no limit"
+    )
+    rate_publish_burst: int = Field(20, ge=1, description="publish requests allowed at once")
+    rate_connect: float = Field(
+        0.0, ge=0, description="streams opened/s per client address; 0: no limit"
+    )
+    rate_connect_burst: int = Field(20, ge=1, description="streams opened at once per address")
+    rate_limit_store: str = Field(
+        "process",
+        pattern="^(process|redis)$",
+        description="process: buckets per process; redis: shared by every replica",
+    )
+    rate_limit_max_keys: int = Field(
+        100_000, ge=1, description="buckets kept per process (oldest dropped past it)"
+    )
+    trusted_proxy_hops: int = Field(
+        0, ge=0, le=16, description="X-Forwarded-For entries added by our proxies; 0: ignored"
+    )
+    console: bool | None = Field(
+        None, description="serve the console page on GET /; unset: on in embedded mode only"
+    )
+
+    @model_validator(mode="after")
+    def _check_tools(self) -> Settings:
+        if self.rate_limit_store == "redis" and self.redis_url is None:
+            raise ValueError("GATEWAY_RATE_LIMIT_STORE=redis needs a Redis URL")
+        return self
+
+    @property
+    def console_enabled(self) -> bool:
+        return self.embedded if self.console is None else self.console
 
 
 _ORIGIN_RE = re.compile(

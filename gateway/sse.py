@@ -60,6 +60,8 @@ async def open_stream(
     accept: str | None = None,
     *,
     expires_at: float | None = None,
+    subject: str | None = None,
+    presence: bool = False,
 ) -> StreamResponse:
     """Join the hub at the client's positions; answer with the stream. Raises BrokerUnavailable.
 
@@ -79,6 +81,8 @@ async def open_stream(
             max_messages=settings.subscriber_buffer_messages,
             max_bytes=settings.subscriber_buffer_bytes,
             renderer=renderer,
+            subject=subject,
+            presence=presence,
         )
 
     subscription = await hub.join(channels, make_subscription)

@@ -80,8 +80,10 @@ class Subscription:
         "max_bytes",
         "max_messages",
         "multi",
+        "presence",
         "renderer",
         "sink",
+        "subject",
         "task",
         "writing_since",
     )
@@ -94,8 +96,12 @@ class Subscription:
         max_messages: int,
         max_bytes: int,
         renderer: StreamFormat = SSE,
+        subject: str | None = None,
+        presence: bool = False,
     ) -> None:
         self.channels = channels
+        self.subject = subject  # the token's sub: presence and revocation by subject
+        self.presence = presence  # the client asked for gateway.join / gateway.leave events
         self.renderer = renderer  # the bytes (SSE or NDJSON); the cursor logic is ours
         self.multi = len(channels) > 1
         self.ids: dict[str, str] = {}

@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         help="redis://... to write to Redis directly, or http(s)://gateway to POST to a gateway",
     )
     parser.add_argument("--token", default=os.environ.get("SSE_PUBLISH_TOKEN"))
+    parser.add_argument(
+        "--idempotency-key", help="publish once per key and channel: a retry prints the same id"
+    )
     args = parser.parse_args(argv)
     text = sys.stdin.read() if args.message == "-" else args.message
     try:
@@ -33,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with Publisher(args.url, token=args.token) as publisher:
-            print(publisher.publish(args.channel, message, event=args.event))
+            key = args.idempotency_key
+            print(publisher.publish(args.channel, message, event=args.event, idempotency_key=key))
     except PublishError as exc:
         print(f"sse-publish: {exc}", file=sys.stderr)
         return 1

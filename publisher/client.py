@@ -28,6 +28,13 @@ from publisher.errors import (
     PublishError,
     Rejected,
 )
+from publisher.idempotency import (
+    DEFAULT_IDEMPOTENCY_TTL,
+    IDEMPOTENT_PUBLISH_SCRIPT,
+    IDEMPOTENT_SHARDED_PUBLISH_SCRIPT,
+    Idempotency,
+    idempotency_key,
+)
 from publisher.wire import (
     DEFAULT_HISTORY,
     DEFAULT_KEY_PREFIX,
@@ -78,7 +85,9 @@ class _HttpGateway:
         self._token = token
         self._timeout = timeout
 
-    def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+    def publish(
+        self, channel: str, batch: list[tuple[str, bytes]], key: Idempotency | None = None
+    ) -> list[str]:
         event = batch[0][0]
         query = "?" + urllib.parse.urlencode({"event": event}) if event else ""
         if len(batch) == 1:
@@ -88,6 +97,8 @@ class _HttpGateway:
         headers = {"content-type": ctype}
         if self._token:
             headers["authorization"] = f"Bearer {self._token}"
+        if key is not None:  # the gateway's own GATEWAY_IDEMPOTENCY_TTL applies
+            headers["idempotency-key"] = key.key
         url = f"{self._base}/publish/{urllib.parse.quote(channel)}{query}"
         request = urllib.request.Request(url, data=body, headers=headers, method="POST")
         reply = self._send(request)
@@ -144,6 +155,7 @@ class _PublisherBase:
         token: str | None,
         timeout: float,
         min_replicas: int = 0,
+        idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
     ) -> None:
         if min_replicas < 0:
             raise ValueError("min_replicas must not be negative")
@@ -152,6 +164,7 @@ class _PublisherBase:
         self._target: RedisTarget | None = None
         self._node_clients: dict[tuple[str, int], Any] = {}
         self._key_prefix = key_prefix
+        self._idempotency_ttl_ms = int(idempotency_ttl * 1000)
         self._pubsub_prefix = pubsub_prefix
         self._history = history
         self._timeout = timeout
@@ -164,13 +177,35 @@ class _PublisherBase:
         self._sharded = isinstance(client, CLUSTER_CLIENTS)
         script = SHARDED_PUBLISH_SCRIPT if self._sharded else PUBLISH_SCRIPT
         self._script = client.register_script(script)
+        self._idempotent_script = client.register_script(
+            IDEMPOTENT_SHARDED_PUBLISH_SCRIPT if self._sharded else IDEMPOTENT_PUBLISH_SCRIPT
+        )
 
-    def _call_script(self, channel: str, batch: list[tuple[str, bytes]], client: Any = None) -> Any:
+    def _idempotency(self, key: str | None) -> Idempotency | None:
+        if key is None:
+            return None
+        try:
+            return Idempotency(key, self._idempotency_ttl_ms)
+        except ValueError as exc:
+            raise InvalidMessage(str(exc)) from None
+
+    def _call_script(
+        self,
+        channel: str,
+        batch: list[tuple[str, bytes]],
+        client: Any = None,
+        idempotency: Idempotency | None = None,
+    ) -> Any:
         """Run the publish script: the result for Publisher, an awaitable for AsyncPublisher
         (queued on ``client`` when that is a pipeline)."""
         sharded = self._sharded
         args = publish_args(channel, batch, self._history, self._pubsub_prefix, sharded=sharded)
-        return self._script(keys=[stream_key(channel, self._key_prefix)], args=args, client=client)
+        keys = [stream_key(channel, self._key_prefix)]
+        if idempotency is None:
+            return self._script(keys=keys, args=args, client=client)
+        keys.append(idempotency_key(channel, idempotency.key, self._key_prefix))
+        args.append(idempotency.ttl_ms)
+        return self._idempotent_script(keys=keys, args=args, client=client)
 
     def _node_pipeline(self, channel: str, make: Any) -> Any:
         """A pipeline on one connection to the channel's master (WAIT covers the writes of its
@@ -207,6 +242,7 @@ class Publisher(_PublisherBase):
         token: str | None = None,
         timeout: float = 5.0,
         min_replicas: int = 0,
+        idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
     ) -> None:
         """``min_replicas``: a publish returns only once that many replicas hold it (Redis
         ``WAIT``), else raises BackendUnavailable; it then survives a failover."""
@@ -218,26 +254,44 @@ class Publisher(_PublisherBase):
             token=token,
             timeout=timeout,
             min_replicas=min_replicas,
+            idempotency_ttl=idempotency_ttl,
         )
         if self._http is None:
             self._target = parse_redis_url(url)
             self._use_redis(sync_client(self._target, socket_timeout=timeout))
 
-    def publish(self, channel: str, message: Any, *, event: str | None = None) -> str:
-        return self.publish_many(channel, [message], event=event)[0]
+    def publish(
+        self,
+        channel: str,
+        message: Any,
+        *,
+        event: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        ids = self.publish_many(channel, [message], event=event, idempotency_key=idempotency_key)
+        return ids[0]
 
     def publish_many(
-        self, channel: str, messages: Iterable[Any], *, event: str | None = None
+        self,
+        channel: str,
+        messages: Iterable[Any],
+        *,
+        event: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[str]:
-        """Publish a batch atomically and in order (one round trip); returns the ids in order."""
+        """Publish a batch atomically and in order (one round trip); returns the ids in order.
+
+        With ``idempotency_key``, the same key on the same channel publishes once within
+        ``idempotency_ttl`` seconds; a retry gets the first publish's ids back."""
         batch = prepare(channel, messages, event)
+        key = self._idempotency(idempotency_key)
         if self._http is not None:
-            return self._http.publish(channel, batch)
+            return self._http.publish(channel, batch, key)
         with _redis_errors():
             if not self._min_replicas:
-                return _decode_ids(self._call_script(channel, batch))
+                return _decode_ids(self._call_script(channel, batch, idempotency=key))
             pipe = self._node_pipeline(channel, self._make_node_client)
-            self._call_script(channel, batch, client=pipe)
+            self._call_script(channel, batch, client=pipe, idempotency=key)
             pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)
             return self._replicated(pipe.execute())
 
@@ -275,6 +329,7 @@ class AsyncPublisher(_PublisherBase):
         timeout: float = 5.0,
         client: Any = None,
         min_replicas: int = 0,
+        idempotency_ttl: float = DEFAULT_IDEMPOTENCY_TTL,
     ) -> None:
         super().__init__(
             DEFAULT_URL if client is not None else url,
@@ -284,6 +339,7 @@ class AsyncPublisher(_PublisherBase):
             token=token,
             timeout=timeout,
             min_replicas=min_replicas,
+            idempotency_ttl=idempotency_ttl,
         )
         self._owns_client = client is None
         if client is not None:
@@ -292,26 +348,48 @@ class AsyncPublisher(_PublisherBase):
             self._target = parse_redis_url(url)
             self._use_redis(async_client(self._target, socket_timeout=timeout))
 
-    async def publish(self, channel: str, message: Any, *, event: str | None = None) -> str:
-        return (await self.publish_many(channel, [message], event=event))[0]
+    async def publish(
+        self,
+        channel: str,
+        message: Any,
+        *,
+        event: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> str:
+        ids = await self.publish_many(
+            channel, [message], event=event, idempotency_key=idempotency_key
+        )
+        return ids[0]
 
     async def publish_many(
-        self, channel: str, messages: Iterable[Any], *, event: str | None = None
+        self,
+        channel: str,
+        messages: Iterable[Any],
+        *,
+        event: str | None = None,
+        idempotency_key: str | None = None,
     ) -> list[str]:
         batch = prepare(channel, messages, event)
-        return await self.publish_encoded(channel, batch)
+        return await self.publish_encoded(channel, batch, self._idempotency(idempotency_key))
 
-    async def publish_encoded(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+    async def publish_encoded(
+        self,
+        channel: str,
+        batch: list[tuple[str, bytes]],
+        idempotency: Idempotency | None = None,
+    ) -> list[str]:
         """Publish ``(event, compact JSON)`` pairs already validated by :func:`prepare`."""
         if self._http is not None:
-            return await asyncio.to_thread(self._http.publish, channel, batch)
+            return await asyncio.to_thread(self._http.publish, channel, batch, idempotency)
         with _redis_errors():
             if not self._min_replicas:
-                return _decode_ids(await self._call_script(channel, batch))
+                return _decode_ids(await self._call_script(channel, batch, idempotency=idempotency))
             if self._sharded:
                 await self._redis.initialize()  # a no-op once the slot map is known
             pipe = self._node_pipeline(channel, self._make_node_client)
-            await self._call_script(channel, batch, client=pipe)  # queues it on the pipeline
+            await self._call_script(
+                channel, batch, client=pipe, idempotency=idempotency
+            )  # queues it on the pipeline
             pipe.execute_command("WAIT", self._min_replicas, self._wait_ms)
             return self._replicated(await pipe.execute())
 

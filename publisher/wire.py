@@ -32,10 +32,12 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 __all__ = [
+    "CHANNEL_PATTERN",
     "DEFAULT_HISTORY",
     "DEFAULT_KEY_PREFIX",
     "DEFAULT_PUBSUB_PREFIX",
     "ENVELOPE_MAGIC",
+    "EVENT_NAME_PATTERN",
     "MAX_CHANNEL_LENGTH",
     "PUBLISH_SCRIPT",
     "RESERVED_CHANNEL_PREFIX",
@@ -44,6 +46,7 @@ __all__ = [
     "ZERO_ID",
     "Envelope",
     "HistoryLimits",
+    "announce_channel",
     "decode_envelope",
     "encode_envelope",
     "encode_json",
@@ -67,8 +70,10 @@ MAX_EVENT_NAME_LENGTH: Final = 64
 # channel a valid Redis key fragment and pub/sub name, and keeps Redis' own channels
 # (``__keyspace@0__:...``) and the gateway's internal ones (they contain "@") out of reach.
 _NAME_PATTERN: Final = r"[A-Za-z0-9_][A-Za-z0-9_.:\-]{0,%d}"
-_CHANNEL_RE: Final = re.compile(_NAME_PATTERN % (MAX_CHANNEL_LENGTH - 1))
-_EVENT_RE: Final = re.compile(_NAME_PATTERN % (MAX_EVENT_NAME_LENGTH - 1))
+CHANNEL_PATTERN: Final = _NAME_PATTERN % (MAX_CHANNEL_LENGTH - 1)  # plus the "__" rule below
+EVENT_NAME_PATTERN: Final = _NAME_PATTERN % (MAX_EVENT_NAME_LENGTH - 1)  # and "gateway."
+_CHANNEL_RE: Final = re.compile(CHANNEL_PATTERN)
+_EVENT_RE: Final = re.compile(EVENT_NAME_PATTERN)
 _STREAM_ID_RE: Final = re.compile(r"(\d{1,20})-(\d{1,20})")
 
 
@@ -143,6 +148,13 @@ def shard_channel(channel: str, pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX) -> s
     return f"{pubsub_prefix}{{{channel}}}"
 
 
+def announce_channel(
+    channel: str, pubsub_prefix: str = DEFAULT_PUBSUB_PREFIX, *, sharded: bool = False
+) -> str:
+    """Where a channel is announced: its shard channel on a cluster (SPUBLISH), else PUBLISH's."""
+    return (shard_channel if sharded else pubsub_channel)(channel, pubsub_prefix)
+
+
 def encode_json(message: Any) -> bytes:
     """Compact JSON, the one form stored and sent. Raises ``ValueError``/``TypeError``."""
     text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -178,9 +190,8 @@ def publish_args(
 ) -> list[str | bytes | int]:
     """ARGV for :data:`PUBLISH_SCRIPT` (``sharded``: :data:`SHARDED_PUBLISH_SCRIPT`): settings,
     then ``(event, data)`` pairs."""
-    announce_on = shard_channel if sharded else pubsub_channel
     args: list[str | bytes | int] = [
-        announce_on(channel, pubsub_prefix),
+        announce_channel(channel, pubsub_prefix, sharded=sharded),
         limits.max_len,
         limits.max_age_ms,
         limits.ttl_ms,

@@ -11,7 +11,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.broker.base import Broker
+from gateway.channels import ChannelInfo
 from gateway.hub import Hub
+from gateway.revocation import Revocation
 from gateway.settings import Settings
 
 
@@ -30,6 +32,18 @@ async def get_broker(request: Request) -> Broker:
     return broker
 
 
+async def get_channel_info(request: Request) -> ChannelInfo:
+    info: ChannelInfo = request.state.channel_info
+    return info
+
+
+async def get_revocation(request: Request) -> Revocation:
+    revocation: Revocation = request.state.revocation
+    return revocation
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 HubDep = Annotated[Hub, Depends(get_hub)]
 BrokerDep = Annotated[Broker, Depends(get_broker)]
+InfoDep = Annotated[ChannelInfo, Depends(get_channel_info)]
+RevocationDep = Annotated[Revocation, Depends(get_revocation)]

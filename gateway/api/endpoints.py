@@ -13,7 +13,13 @@ from gateway.auth.rights import Grant
 from gateway.broker.base import Broker
 from gateway.errors import BrokerUnavailable, ClientError
 from gateway.hub import Hub
-from gateway.publishing import parse_batch, read_body, require_channel
+from gateway.publishing import (
+    IDEMPOTENCY_HEADER,
+    idempotency_from,
+    parse_batch,
+    read_body,
+    require_channel,
+)
 from gateway.settings import Settings
 from gateway.sse import open_stream
 from gateway.stream import StreamResponse
@@ -31,13 +37,16 @@ async def publish(
     settings: Settings,
     grant: Grant,
 ) -> dict[str, object]:
-    """Publish one JSON message (application/json) or a batch (application/x-ndjson)."""
+    """Publish one JSON message (application/json) or a batch (application/x-ndjson), once per
+    Idempotency-Key; the caller's rate limit is checked before the body is read."""
     grant.require("publish", (require_channel(channel),))  # before the body is read
+    await request.state.rate_limits.check_publish(request.scope, grant)
+    key = idempotency_from(request.headers.get(IDEMPOTENCY_HEADER), settings.idempotency_ttl)
     body = await read_body(request, settings.max_body_bytes, settings.body_timeout)
     is_batch, batch = parse_batch(
         request.headers.get("content-type"), body, event, settings.max_batch_messages
     )
-    ids = await broker.publish(channel, batch)
+    ids = await broker.publish(channel, batch, key)
     return {"channel": channel, "ids": ids} if is_batch else {"channel": channel, "id": ids[0]}
 
 
@@ -67,11 +76,21 @@ async def open_subscription(
     channels: tuple[str, ...],
     last_event_id: str | None,
     accept: str | None,
+    presence: bool = False,
 ) -> StreamResponse:
+    """``presence``: also push gateway.join / gateway.leave (gateway.presence); the token's
+    subject goes with the stream for presence and revocation by subject."""
     # Rights are checked before joining, so a resume replays only channels this token may read.
     grant.require("subscribe", channels)
     if hub.draining:
         raise BrokerUnavailable("this gateway is shutting down; reconnect to another replica", 1)
     return await open_stream(
-        hub, channels, last_event_id, settings, accept, expires_at=grant.expires_at
+        hub,
+        channels,
+        last_event_id,
+        settings,
+        accept,
+        expires_at=grant.expires_at,
+        subject=grant.subject,
+        presence=presence,
     )

@@ -37,9 +37,8 @@ def _log(request: Request, status: int, code: str, detail: str) -> None:
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, GatewayError)
-    headers = None
+    headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
     if isinstance(exc, BrokerUnavailable):
-        headers = {"Retry-After": str(exc.retry_after)}
         log.warning("unavailable %s %s: %s", request.method, request.url.path, exc.detail)
     else:
         _log(request, exc.status, exc.code, exc.detail)

@@ -2,7 +2,10 @@
 
 Token claims (see docs/security.md)::
 
-    {"sse": {"subscribe": ["orders.*"], "publish": ["orders.eu"]}, "exp": 1732190000, "sub": "..."}
+    {"sse": {"subscribe": ["orders.*"], "publish": ["orders.eu"], "admin": ["orders.*"]},
+     "exp": 1732190000, "sub": "..."}
+
+``sse.admin`` grants the operator endpoints on matching channels (:mod:`gateway.auth.rights`).
 
 ``exp`` is required: a token without one would grant its rights forever. A request without a token
 gets the anonymous grant (``GATEWAY_ANONYMOUS_SUBSCRIBE`` / ``GATEWAY_ANONYMOUS_PUBLISH``); a
@@ -82,8 +85,9 @@ class Authenticator:
                     logging.WARNING,
                     "AUTH IS OFF: no GATEWAY_JWT_SECRET, GATEWAY_JWT_SECRET_FILE, "
                     "GATEWAY_JWT_PUBLIC_KEY_FILE or GATEWAY_JWT_JWKS_FILE configured, so ANYONE "
-                    "can subscribe to and PUBLISH on every channel. Fine for local development "
-                    "only.",
+                    "can subscribe to and PUBLISH on every channel, and use the operator endpoints "
+                    "(channel info, presence, disconnecting subscribers). Fine for local "
+                    "development only.",
                 )
             ]
         lines = [
@@ -125,6 +129,7 @@ class Authenticator:
         return Grant(
             subscribe=_patterns(rights, "subscribe"),
             publish=_patterns(rights, "publish"),
+            admin=_patterns(rights, "admin"),
             authenticated=True,
             expires_at=_expiry(claims["exp"]),
             subject=claims.get("sub") if isinstance(claims.get("sub"), str) else None,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from publisher.idempotency import Idempotency
+
 __all__ = ["Broker", "BrokerHandler", "HistoryEntry"]
 
 
@@ -46,10 +48,22 @@ class Broker(Protocol):
     async def history(self, channel: str, after: str, count: int) -> list[HistoryEntry]:
         """Up to ``count`` entries with ids greater than ``after``, oldest first."""
 
+    async def history_before(
+        self, channel: str, before: str | None, count: int
+    ) -> list[HistoryEntry]:
+        """The ``count`` newest entries with ids less than ``before`` (``None``: the newest of
+        all), oldest first."""
+
     async def last_id(self, channel: str) -> str:
         """The newest id in the channel's history, ``0-0`` when it has none."""
 
-    async def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
-        """Append ``(event, compact JSON)`` pairs atomically; return their ids in order."""
+    async def publish(
+        self,
+        channel: str,
+        batch: list[tuple[str, bytes]],
+        idempotency: Idempotency | None = None,
+    ) -> list[str]:
+        """Append ``(event, compact JSON)`` pairs atomically; return their ids in order. With
+        ``idempotency``, a key seen within its window answers the first publish's ids instead."""
 
     async def ping(self) -> bool: ...

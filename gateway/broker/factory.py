@@ -22,6 +22,7 @@ from gateway.broker.shards import ShardedPipes, ShardedPubSub
 from gateway.broker.slots import SlotMap
 from gateway.settings import Settings
 from publisher.connect import RedisTarget, async_client, parse_redis_url
+from publisher.idempotency import IDEMPOTENT_PUBLISH_SCRIPT
 from publisher.wire import PUBLISH_SCRIPT
 
 __all__ = ["create_broker"]
@@ -137,7 +138,8 @@ def _publish_pipe(client: Any, timeout: float, min_replicas: int) -> ScriptPipe:
             raise
         return conn
 
-    return ScriptPipe(connect, PUBLISH_SCRIPT, timeout=timeout, min_replicas=min_replicas)
+    scripts = (PUBLISH_SCRIPT, IDEMPOTENT_PUBLISH_SCRIPT)  # by index: plain, keyed (redis.KEYED)
+    return ScriptPipe(connect, *scripts, timeout=timeout, min_replicas=min_replicas)
 
 
 def _connector(pubsub_client: Any) -> Callable[[], Awaitable[Any]]:

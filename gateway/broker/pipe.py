@@ -67,15 +67,23 @@ def _bulk(arg: Arg) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(arg), arg)
 
 
+def _heads(script: bytes) -> tuple[bytes, bytes]:
+    sha = hashlib.sha1(script, usedforsecurity=False).hexdigest()
+    return _bulk("EVALSHA") + _bulk(sha), _bulk("EVAL") + _bulk(script)
+
+
 def pack_args(*args: Arg) -> bytes:
     """RESP bulk strings: ``pack_args("PING", 1) == b"$4\\r\\nPING\\r\\n$1\\r\\n1\\r\\n"``."""
     return b"".join(map(_bulk, args))
 
 
 class _Call:
-    __slots__ = ("as_eval", "future", "held", "nargs", "packed", "sent_at")
+    __slots__ = ("as_eval", "future", "held", "nargs", "packed", "script", "sent_at")
 
-    def __init__(self, nargs: int, packed: bytes, future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, nargs: int, packed: bytes, future: asyncio.Future[Any], script: int = 0
+    ) -> None:
+        self.script = script  # which of the pipe's scripts
         self.nargs = nargs  # numkeys, keys and args: everything after the script or its sha
         self.packed = packed
         self.future = future
@@ -142,16 +150,13 @@ class ScriptPipe:
     def __init__(
         self,
         connect: Callable[[], Awaitable[Any]],
-        script: str,
-        *,
+        *scripts: str,
         timeout: float,
         min_replicas: int = 0,
     ) -> None:
         self._connect = connect
-        script_bytes = script.encode()
-        sha = hashlib.sha1(script_bytes, usedforsecurity=False).hexdigest()
-        self._evalsha_head = _bulk("EVALSHA") + _bulk(sha)
-        self._eval_head = _bulk("EVAL") + _bulk(script_bytes)
+        # Per script (a call names its index): the EVALSHA head, and EVAL's for NOSCRIPT.
+        self._heads = [_heads(script.encode()) for script in scripts]
         self._timeout = timeout
         self._min_replicas = min_replicas
         wait_ms = max(1, int(timeout * 400))
@@ -164,11 +169,11 @@ class ScriptPipe:
         self._stall: asyncio.TimerHandle | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
-    async def call(self, nargs: int, packed: bytes) -> Any:
-        """The script's reply for ``packed`` = :func:`pack_args` of numkeys, the keys and the
-        args (``nargs`` of them in all). Raises BackendUnavailable (transport) or PublishError
-        (refused)."""
-        call = _Call(nargs, packed, asyncio.get_running_loop().create_future())
+    async def call(self, nargs: int, packed: bytes, script: int = 0) -> Any:
+        """The reply of the pipe's ``script`` (index) for ``packed`` = :func:`pack_args` of
+        numkeys, the keys and the args (``nargs`` of them in all). Raises BackendUnavailable
+        (transport) or PublishError (refused)."""
+        call = _Call(nargs, packed, asyncio.get_running_loop().create_future(), script)
         self._enqueue(call)
         return await call.future
 
@@ -205,7 +210,7 @@ class ScriptPipe:
         calls, self._queued = self._queued, []
         parts: list[bytes] = []
         for call in calls:
-            head = self._eval_head if call.as_eval else self._evalsha_head
+            head = self._heads[call.script][call.as_eval]
             parts += (b"*%d\r\n" % (call.nargs + 2), head, call.packed)
         if self._min_replicas:
             parts.append(self._wait_command)

@@ -21,13 +21,16 @@ from gateway.errors import BrokerUnavailable
 from gateway.metrics import PUBLISH_TIMER, REDIS_RECONNECTS
 from publisher.client import AsyncPublisher
 from publisher.errors import PublishError
-from publisher.wire import ZERO_ID, HistoryLimits, publish_args, stream_key
+from publisher.idempotency import Idempotency
+from publisher.idempotency import idempotency_key as key_for
+from publisher.wire import ZERO_ID, HistoryLimits, announce_channel, publish_args, stream_key
 
 __all__ = ["PubSub", "RedisBroker", "SinglePubSub"]
 
 log = logging.getLogger("gateway.broker")
 
 HEADS_CACHED = 10_000  # channels whose packed script head is kept
+KEYED = 1  # the publish pipes' second script: the idempotent publish (factory, shards)
 
 
 class PubSub(Protocol):
@@ -136,6 +139,11 @@ class RedisBroker:
     def ready(self) -> bool:
         return self._pubsub.ready
 
+    @property
+    def client(self) -> Any:
+        """The command client, for the gateway's own keys (gateway.presence, gateway.channels)."""
+        return self._client
+
     def set_handler(self, handler: BrokerHandler) -> None:
         self._pubsub.set_handler(handler)
 
@@ -176,6 +184,17 @@ class RedisBroker:
             raise BrokerUnavailable(f"history read failed: {exc}") from exc
         return [_entry(entry_id, fields) for entry_id, fields in raw]
 
+    async def history_before(
+        self, channel: str, before: str | None, count: int
+    ) -> list[HistoryEntry]:
+        key = stream_key(channel, self._key_prefix)
+        newest = "+" if before is None else "(" + before
+        try:
+            raw = await self._client.xrevrange(key, max=newest, min="-", count=count)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"history read failed: {exc}") from exc
+        return [_entry(entry_id, fields) for entry_id, fields in reversed(raw)]
+
     async def last_id(self, channel: str) -> str:
         key = stream_key(channel, self._key_prefix)
         try:
@@ -184,10 +203,15 @@ class RedisBroker:
             raise BrokerUnavailable(f"history read failed: {exc}") from exc
         return raw[0][0].decode() if raw else ZERO_ID
 
-    async def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+    async def publish(
+        self,
+        channel: str,
+        batch: list[tuple[str, bytes]],
+        idempotency: Idempotency | None = None,
+    ) -> list[str]:
         started = PUBLISH_TIMER.start()
         try:
-            ids = await self._publish(channel, batch)
+            ids = await self._publish(channel, batch, idempotency)
         except PublishError as exc:
             raise BrokerUnavailable(str(exc)) from exc
         except REDIS_ERRORS as exc:  # whatever redis-py lets through must not become a 500
@@ -195,15 +219,37 @@ class RedisBroker:
         PUBLISH_TIMER.done(started, len(ids))
         return ids
 
-    async def _publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+    async def _publish(
+        self, channel: str, batch: list[tuple[str, bytes]], idempotency: Idempotency | None
+    ) -> list[str]:
         if self._pipe is None:
-            return await self._publisher.publish_encoded(channel, batch)
-        nargs, packed = self._command(channel, batch)
-        if isinstance(self._pipe, ShardedPipes):
-            replies = await self._pipe.call(channel, nargs, packed)
+            return await self._publisher.publish_encoded(channel, batch, idempotency)
+        if idempotency is None:
+            nargs, packed = self._command(channel, batch)
+            script = 0
         else:
-            replies = await self._pipe.call(nargs, packed)
+            nargs, packed = self._keyed_command(channel, batch, idempotency)
+            script = KEYED
+        if isinstance(self._pipe, ShardedPipes):
+            replies = await self._pipe.call(channel, nargs, packed, script)
+        else:
+            replies = await self._pipe.call(nargs, packed, script)
         return [raw.decode() for raw in replies]
+
+    def _keyed_command(
+        self, channel: str, batch: list[tuple[str, bytes]], idempotency: Idempotency
+    ) -> tuple[int, bytes]:
+        """The idempotent script's call: the publish script's, with the idempotency key as
+        KEYS[2] and the window as the last argument (publisher.idempotency). Rare: not cached."""
+        keys = (
+            stream_key(channel, self._key_prefix),
+            key_for(channel, idempotency.key, self._key_prefix),
+        )
+        fixed = publish_args(
+            channel, batch, self._history, self._pubsub_prefix, sharded=self._sharded
+        )
+        args = (2, *keys, *fixed, idempotency.ttl_ms)
+        return len(args), pack_args(*args)
 
     def _command(self, channel: str, batch: list[tuple[str, bytes]]) -> tuple[int, bytes]:
         """The publish script's key and arguments, packed: a channel's key and settings once
@@ -219,6 +265,17 @@ class RedisBroker:
                 self._heads[channel] = head
         nargs, packed = head
         return nargs + 2 * len(batch), packed + pack_args(*(x for pair in batch for x in pair))
+
+    async def announce(self, channel: str, payload: bytes) -> int:
+        """Send ``payload`` to every process subscribed to ``channel`` (:meth:`subscribe`), stored
+        nowhere: SPUBLISH on its shard channel on a cluster, PUBLISH elsewhere. Returns how many
+        connections received it. Raises BrokerUnavailable."""
+        command = "SPUBLISH" if self._sharded else "PUBLISH"
+        name = announce_channel(channel, self._pubsub_prefix, sharded=self._sharded)
+        try:
+            return int(await self._client.execute_command(command, name, payload))
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"redis failed the announcement: {exc!r}") from exc
 
     async def ping(self) -> bool:
         if isinstance(self._pipe, ShardedPipes):

@@ -32,7 +32,11 @@ from gateway.broker.slots import Address, SlotMap, connect_node
 from gateway.errors import BrokerUnavailable
 from gateway.metrics import REDIS_RECONNECTS
 from publisher.errors import BackendUnavailable
+from publisher.idempotency import IDEMPOTENT_SHARDED_PUBLISH_SCRIPT
 from publisher.wire import SHARDED_PUBLISH_SCRIPT
+
+# A cluster pipe's scripts, by the index a call names: plain, and keyed (Idempotency-Key).
+PUBLISH_SCRIPTS = (SHARDED_PUBLISH_SCRIPT, IDEMPOTENT_SHARDED_PUBLISH_SCRIPT)
 
 __all__ = ["ShardedPipes", "ShardedPubSub"]
 
@@ -221,12 +225,13 @@ class ShardedPipes:
         self._min_replicas = min_replicas
         self._pipes: dict[Address, ScriptPipe] = {}
 
-    async def call(self, channel: str, nargs: int, packed: bytes) -> Any:
+    async def call(self, channel: str, nargs: int, packed: bytes, script: int = 0) -> Any:
+        """``script``: 0 the publish script, 1 the idempotent one (:data:`PUBLISH_SCRIPTS`)."""
         try:
-            return await self._pipe_for(channel).call(nargs, packed)
+            return await self._pipe_for(channel).call(nargs, packed, script)
         except Redirected:
             await self._slots.refresh()
-            return await self._pipe_for(channel).call(nargs, packed)
+            return await self._pipe_for(channel).call(nargs, packed, script)
         except BackendUnavailable:
             self._slots.request_refresh()  # a dead master: its replica may own the slot soon
             raise
@@ -240,7 +245,7 @@ class ShardedPipes:
         if pipe is None:
             pipe = self._pipes[address] = ScriptPipe(
                 lambda: connect_node(address, self._options),
-                SHARDED_PUBLISH_SCRIPT,
+                *PUBLISH_SCRIPTS,
                 timeout=self._timeout,
                 min_replicas=self._min_replicas,
             )

@@ -59,8 +59,11 @@ async def subscribe(conn: HttpProtocol, exchange: Exchange) -> None:
     state = scope["state"]
     request = Request(scope)
     try:
+        if "presence" in request.query_params:
+            raise GatewayError("the route parses the flag")  # rare: operator dashboards
         channels = _channels(scope["path"], request, state["settings"])
         grant = state["auth"].authenticate(request)
+        await state["rate_limits"].check_connect(scope)  # refused: the route answers 429
         release = state["slots"].acquire()
     except GatewayError:
         return await run_asgi(conn.app, exchange, conn.done)

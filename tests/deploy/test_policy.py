@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+import secrets
 from typing import Any
 
 import pytest
@@ -299,6 +300,19 @@ def test_configmap_holds_only_valid_gateway_settings(objects: list[Obj]) -> None
     assert set(values) <= set(fields), "ConfigMap keys that are not gateway settings"
     settings = settings_module.Settings(**{**values, "redis_url": "redis://redis:6379/0"})
     assert settings.drain_window < settings.graceful_timeout
+
+
+def test_every_overlay_may_start_on_redis(objects: list[Obj]) -> None:
+    """A gateway on Redis refuses to start without a JWT key or GATEWAY_AUTH=off: each overlay
+    must give it one of them (a Secret reference stands for the value it will hold)."""
+    settings_module = pytest.importorskip("gateway.settings")
+    policy = pytest.importorskip("gateway.auth.policy")
+    values = {key.removeprefix("GATEWAY_").lower(): v for key, v in config(objects).items()}
+    for env in gateway_container(objects)["env"]:
+        value = env.get("value", secrets.token_urlsafe(48) if "valueFrom" in env else "")
+        values[env["name"].removeprefix("GATEWAY_").lower()] = value
+    settings = settings_module.Settings(**{**values, "redis_url": "redis://redis:6379/0"})
+    assert policy.start_refusal(settings) is None
 
 
 def test_container_listens_on_all_interfaces(objects: list[Obj]) -> None:

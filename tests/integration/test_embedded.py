@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -29,3 +31,22 @@ async def test_embedded_store_publishes_delivers_and_resumes(start_gateway, tmp_
 def test_embedded_store_refuses_several_workers(start_gateway):
     with pytest.raises(RuntimeError, match="exited"):
         start_gateway(None, workers=2)
+
+
+async def test_embedded_store_stays_open_with_its_operator_endpoints(start_gateway):
+    gateway = start_gateway(None, env={"GATEWAY_AUTH": "auto"})  # the default, nothing set
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=5) as http,
+        sse_connect(gateway.url + "/subscribe/emb-ops") as stream,
+    ):
+        await stream.next_frame()
+        for _ in range(40):  # written after the 50 ms coalescing delay
+            info = (await http.get("/channels/emb-ops")).json()
+            if info["subscribers"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert info["subscribers"] == 1
+        revoked = await http.delete("/channels/emb-ops/subscribers")
+        assert revoked.status_code == 202
+        farewell = await stream.next_event()
+        assert farewell is not None and farewell.event == "gateway.revoked"

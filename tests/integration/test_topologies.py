@@ -58,3 +58,27 @@ async def test_publish_deliver_and_resume_across_replicas(topology, start_gatewa
 def _publish_once(url: str, channel: str, message: object) -> str:
     with Publisher(url) as publisher:  # closed: a cluster client's sockets would outlive the test
         return publisher.publish(channel, message)
+
+
+async def test_counts_and_revocation_across_replicas(topology, start_gateway):
+    """Presence keys sit under each channel's hash tag and control messages reach every
+    replica: on Cluster too, with channels spread over the nodes."""
+    first, second = start_gateway(topology.url), start_gateway(topology.url)
+    channels = [f"topo-ops-{n}" for n in range(4)]
+    path = "/subscribe?" + "&".join(f"channel={c}" for c in channels)
+    async with sse_connect(first.url + path) as stream, httpx.AsyncClient(timeout=5) as http:
+        await stream.next_frame()
+        for channel in channels:
+            for _ in range(100):  # written after the 50 ms coalescing delay
+                info = (await http.get(f"{second.url}/channels/{channel}")).json()
+                if info["subscribers"] == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert info["subscribers"] == 1, (channel, info)
+        reply = await http.delete(f"{second.url}/channels/{channels[-1]}/subscribers")
+        assert reply.status_code == 202, reply.text
+        # Sentinel: the listeners Redis counted. Cluster: only those on the node that took the
+        # PUBLISH (the bus forwards it to the rest uncounted), so possibly 0.
+        assert reply.json()["replicas"] >= (0 if isinstance(topology, ClusterSetup) else 2)
+        farewell = await stream.next_event()
+    assert farewell is not None and farewell.event == "gateway.revoked"

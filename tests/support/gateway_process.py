@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,12 @@ import httpx
 from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+KEY_SOURCES = (
+    "GATEWAY_JWT_SECRET",
+    "GATEWAY_JWT_SECRET_FILE",
+    "GATEWAY_JWT_PUBLIC_KEY_FILE",
+    "GATEWAY_JWT_JWKS_FILE",
+)
 
 
 class GatewayProcess:
@@ -48,6 +55,10 @@ class GatewayProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(inherited)}
         env.update({"GATEWAY_UNSUBSCRIBE_DELAY": "0.2", "PYTHONUNBUFFERED": "1"})
         env.update(self.env)
+        if not any(name in env for name in KEY_SOURCES):
+            # A test that configures no key means the open gateway it always had (a gateway on a
+            # Redis URL otherwise refuses to start); a test of that refusal sets GATEWAY_AUTH.
+            env.setdefault("GATEWAY_AUTH", "off")
         if self.server == "hypercorn":
             cmd = [sys.executable, "-m", "hypercorn", "gateway.asgi:app"]
             cmd += ["--bind", f"127.0.0.1:{self.port}", "--graceful-timeout", "2"]
@@ -111,3 +122,19 @@ class GatewayProcess:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+@contextmanager
+def replicas(
+    redis_url: str, logs: Path, env: dict[str, str], count: int = 2
+) -> Iterator[list[GatewayProcess]]:
+    """``count`` gateway replicas on one Redis, logging to ``logs/gw-N.log``; stopped after."""
+    gateways = [
+        GatewayProcess(redis_url, log_path=logs / f"gw-{n}.log", env=env).start()
+        for n in range(count)
+    ]
+    try:
+        yield gateways
+    finally:
+        for gateway in gateways:
+            gateway.stop()

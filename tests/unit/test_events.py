@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from sse_starlette.event import ServerSentEvent
 
-from gateway.events import Event, durable_event
+from gateway.events import REVOKED, SSE, Event, durable_event
+from gateway.ndjson import NDJSON
 
 
 @pytest.mark.parametrize("name", ["", "created", "order.paid", "a:b-c_d"])
@@ -20,3 +22,17 @@ def test_the_spliced_frame_is_what_sse_starlette_writes(name: str, data: bytes) 
         id="1732190000000-7", data=data.decode(), event=name or None, sep="\n"
     )
     assert event.frame == expected.encode()
+
+
+@pytest.mark.parametrize("attempt", range(20))
+def test_the_revoked_farewell_is_an_event_with_a_jittered_retry_of_a_second_or_more(
+    attempt: int,
+) -> None:
+    frame = SSE.farewell(REVOKED).decode()
+    fields = dict(line.split(": ", 1) for line in frame.strip().split("\n"))
+    assert fields["event"] == "gateway.revoked"
+    assert orjson.loads(fields["data"]) == {"reason": "revoked"}
+    assert 1000 <= int(fields["retry"]) <= 5000
+    line = orjson.loads(NDJSON.farewell(REVOKED))
+    assert line["type"] == "close" and line["reason"] == "revoked"
+    assert 1000 <= line["retry"] <= 5000

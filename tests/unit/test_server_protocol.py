@@ -10,9 +10,11 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.app import create_app
+from gateway.control import CONTROL_CHANNEL
 from gateway.server import protocol as protocol_module
 from gateway.server.protocol import HttpProtocol
 from gateway.settings import Settings
@@ -165,7 +167,7 @@ async def test_a_closed_subscription_says_farewell_and_ends_the_chunked_body(sta
     [subscription] = hub.subscriptions
     subscription.close("revoked")
     await until(lambda: transport.buffer.endswith(b"0\r\n\r\n"))
-    assert b": closed (revoked)" in transport.take()
+    assert b'event: gateway.revoked\ndata: {"reason":"revoked"}' in transport.take()
     assert not hub.subscriptions and not transport.closed  # keep-alive: the next request
     stream.data_received(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     await until(lambda: transport.buffer.endswith(b'{"status":"ok"}'))
@@ -250,3 +252,95 @@ async def test_a_finished_request_is_freed_without_the_cyclic_collector(state):
     finally:
         gc.enable()
     assert alive == []
+
+
+async def test_a_presence_stream_written_directly_gets_join_events_in_order_once(state):
+    """A join/leave signal is pushed (gateway.presence) into a stream the hub writes directly:
+    the push takes it off the direct table first, so it lands between the events around it,
+    nothing twice, and the stream goes back to direct writes once drained."""
+    hub = state["hub"]
+    stream, transport = connect(state)
+    stream.data_received(b"GET /subscribe/p?presence=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await until(lambda: hub.subscriptions)
+    [subscription] = hub.subscriptions
+    assert subscription.presence
+    await until(lambda: subscription.direct_state is not None)
+    publisher, _ = connect(state)
+    publisher.data_received(publish_request("p", b'{"n":1}'))
+    await until(lambda: b'{"n":1}' in transport.buffer)
+    assert subscription.direct_state is not None
+    change = {"kind": "presence", "changes": [["join", "p", "alice"]]}
+    await state["broker"].announce(CONTROL_CHANNEL, orjson.dumps(change))
+    publisher.data_received(publish_request("p", b'{"n":2}'))
+    await until(lambda: b'{"n":2}' in transport.buffer)
+    body = transport.take()
+    order = [body.index(b'{"n":1}'), body.index(b"event: gateway.join"), body.index(b'{"n":2}')]
+    assert order == sorted(order)
+    assert body.count(b"data: ") == 3  # n=1, the join, n=2: each once
+    await until(lambda: subscription.direct_state is not None)
+
+
+class CountingApp:
+    """The app, counting the requests handed to it: zero means our protocol served them."""
+
+    def __init__(self, app: Any) -> None:
+        self.app, self.calls = app, 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.calls += scope["type"] == "http"
+        await self.app(scope, receive, send)
+
+
+def connect_counting(state: dict[str, Any]) -> tuple[HttpProtocol, FakeTransport, CountingApp]:
+    app = CountingApp(state["app"])
+    protocol = HttpProtocol(app, state, keep_alive_timeout=5)
+    transport = FakeTransport()
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    return protocol, transport, app
+
+
+def keyed_publish(channel: str, key: bytes) -> bytes:
+    request = publish_request(channel, b'{"n":1}')
+    return request.replace(b"Host: x\r\n", b"Host: x\r\nIdempotency-Key: %b\r\n" % key)
+
+
+async def test_an_idempotent_retry_served_by_our_protocol_publishes_once(state):
+    publisher, transport, app = connect_counting(state)
+    answers = []
+    for _ in range(2):
+        publisher.data_received(keyed_publish("idem", b"order-1"))
+        await until(lambda: transport.buffer.endswith(b"}"))
+        answers.append(transport.take().removeprefix(b"HTTP/1.1 "))
+    assert [a[:3] for a in answers] == [b"202", b"202"]
+    first, retry = (orjson.loads(a.split(b"\r\n\r\n", 1)[1]) for a in answers)
+    assert first == retry and len(await state["broker"].history("idem", "0-0", 10)) == 1
+    publisher.data_received(keyed_publish("idem", b"no,commas"))
+    await until(lambda: transport.buffer.endswith(b"}"))
+    answer = transport.take()
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"invalid_idempotency_key" in answer
+    assert app.calls == 0  # every answer came from the hot path
+
+
+async def test_rate_limits_apply_on_our_protocol_before_the_stream_slot():
+    settings = Settings(redis_url=None, rate_publish=0.01, rate_publish_burst=1,
+                        rate_connect=0.01, rate_connect_burst=1)  # fmt: skip
+    app = create_app(settings)
+    async with app.router.lifespan_context(app) as state:
+        state["app"] = app
+        publisher, transport, counting = connect_counting(state)
+        answers = b""
+        for _ in range(2):
+            publisher.data_received(publish_request("rl", b"{}"))
+            await until(lambda: transport.buffer.endswith(b"}"))
+            answers += transport.take()
+        assert re.findall(rb"HTTP/1\.1 (\d{3}) ", answers) == [b"202", b"429"]
+        assert b"retry-after: 100\r\n" in answers.lower() and counting.calls == 0
+        first, _ = connect(state)
+        first.data_received(b"GET /subscribe/rl HTTP/1.1\r\nHost: x\r\n\r\n")
+        await until(lambda: state["hub"].subscriptions)
+        second, second_transport = connect(state)
+        second.data_received(b"GET /subscribe/rl HTTP/1.1\r\nHost: x\r\n\r\n")
+        await until(lambda: b"rate_limited" in second_transport.buffer)
+        assert second_transport.take().startswith(b"HTTP/1.1 429 ")
+        assert state["slots"].in_use == 1 and len(state["hub"].subscriptions) == 1
+        first.connection_lost(None)
