@@ -29,6 +29,7 @@ from gateway.cors import install_cors
 from gateway.hub import Hub
 from gateway.limits import RAW_SEND, StreamSlots
 from gateway.logs import REQUEST_ID, RequestIdMiddleware, request_id_for
+from gateway.mercure import install_mercure
 from gateway.metrics import Sampler, mark_worker_exited
 from gateway.settings import Settings
 from gateway.shutdown import DrainOnSignal
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     )
     app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
+    install_mercure(app, settings)
     return app
 
 

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator
 from gateway.broker.base import Broker
 from gateway.cursor import parse_last_event_id
 from gateway.errors import BrokerUnavailable
-from gateway.events import SSE, durable_event
+from gateway.events import SSE, StreamFormat, durable_event
 from gateway.hub import Hub
 from gateway.limits import StreamResponse
 from gateway.metrics import EVENTS_REPLAYED, RESUMES
@@ -61,12 +61,16 @@ async def open_stream(
     accept: str | None = None,
     *,
     expires_at: float | None = None,
+    renderer: StreamFormat | None = None,
 ) -> StreamResponse:
     """Join the hub at the client's positions; answer with the stream. Raises BrokerUnavailable.
 
     ``Accept: application/x-ndjson`` gets the same stream as NDJSON lines (:mod:`gateway.ndjson`).
+    ``renderer`` overrides that choice: another protocol's format on the same stream (Mercure's,
+    which also filters per subscription: gateway.mercure.stream).
     """
-    renderer = NDJSON if wants_ndjson(accept) else SSE
+    if renderer is None:
+        renderer = NDJSON if wants_ndjson(accept) else SSE
     parsed = parse_last_event_id(last_event_id, channels)
     plan = StreamPlan()
     plan.resume = dict(parsed.positions)

@@ -52,4 +52,11 @@ class Broker(Protocol):
     async def publish(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
         """Append ``(event, compact JSON)`` pairs atomically; return their ids in order."""
 
+    async def publish_indexed(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+        """As :meth:`publish`, each message's own id (the ``"i"`` member of its JSON object)
+        indexed to its stream id in the same atomic step (publisher.wire.INDEXED_PUBLISH_SCRIPT)."""
+
+    async def find_indexed(self, channel: str, own_id: str) -> str | None:
+        """The stream id of the first message published with ``own_id``; None if not indexed."""
+
     async def ping(self) -> bool: ...

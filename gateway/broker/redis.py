@@ -31,7 +31,14 @@ from gateway.errors import BrokerUnavailable
 from gateway.metrics import PUBLISH_TIMER, REDIS_RECONNECTS
 from publisher.client import AsyncPublisher
 from publisher.errors import PublishError
-from publisher.wire import ZERO_ID, HistoryLimits, publish_args, stream_key
+from publisher.wire import (
+    INDEXED_PUBLISH_SCRIPT,
+    ZERO_ID,
+    HistoryLimits,
+    index_keys,
+    publish_args,
+    stream_key,
+)
 
 __all__ = ["Backoff", "RedisBroker"]
 
@@ -83,6 +90,7 @@ class RedisBroker:
         # Redis); through redis-py otherwise (a cluster routes by key; fakeredis has no socket).
         self._pipe = publish_pipe
         self._heads: dict[str, tuple[int, bytes]] = {}
+        self._indexed_script = client.register_script(INDEXED_PUBLISH_SCRIPT)
         self._history = history
         self._ping_interval = ping_interval
         self._subscribe_timeout = subscribe_timeout
@@ -313,6 +321,27 @@ class RedisBroker:
             raise BrokerUnavailable(str(exc)) from exc
         PUBLISH_TIMER.done(started, len(ids))
         return ids
+
+    async def publish_indexed(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+        # Through redis-py, not the pipe: Mercure publishes are rarer than ours, and one script per
+        # pipe keeps the pipe's NOSCRIPT handling simple.
+        started = PUBLISH_TIMER.start()
+        keys = [stream_key(channel, self._key_prefix), *index_keys(channel, self._key_prefix)]
+        args = publish_args(channel, batch, self._history, self._pubsub_prefix)
+        try:
+            raw = await self._indexed_script(keys=keys, args=args)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"publish failed: {exc}") from exc
+        PUBLISH_TIMER.done(started, len(raw))
+        return [item.decode() for item in raw]
+
+    async def find_indexed(self, channel: str, own_id: str) -> str | None:
+        index, _ = index_keys(channel, self._key_prefix)
+        try:
+            raw = await self._client.hget(index, own_id)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"index read failed: {exc}") from exc
+        return raw.decode() if raw is not None else None
 
     def _command(self, channel: str, batch: list[tuple[str, bytes]]) -> tuple[int, bytes]:
         """The publish script's key and arguments, packed: a channel's key and settings once

@@ -1,0 +1,74 @@
+"""Matching a string against an RFC 6570 URI Template (Mercure 0.x topic selectors).
+
+Written here because no package we can install matches: ``uritemplate`` (and the other RFC 6570
+packages on PyPI we could reach) only *expand* templates, and Mercure needs the reverse - does
+this topic belong to the template? The reference hub uses the same approach as this module: the
+template becomes one anchored regular expression, compiled once (yosida95/uritemplate
+``Template.Regexp``).
+
+Each expression matches what its expansion can produce (RFC 6570 section 3.2): simple and label
+values are unreserved characters or percent-escapes; ``+`` and ``#`` add the reserved set; the
+named operators (``;``, ``?``, ``&``) produce ``name=value`` items. Values are matched loosely
+(any variable name, any number of items), which is what a selector wants. Every pattern is built
+so that no character can be taken by two overlapping repetitions, so Python's backtracking engine
+stays linear on these patterns (the spec asks hubs to bound the cost of matching).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Final
+
+__all__ = ["TemplateError", "compile_template"]
+
+_PCT: Final = r"%[0-9A-Fa-f]{2}"
+_UNRESERVED: Final = rf"(?:[A-Za-z0-9\-._~]|{_PCT})"
+_RESERVED: Final = rf"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|{_PCT})"
+_NAMED_VALUE: Final = rf"(?:[A-Za-z0-9\-._~,]|{_PCT})"
+_VARSPEC: Final = re.compile(r"[A-Za-z0-9_.%]+(?::[1-9][0-9]{0,3}|\*)?")
+
+# operator -> regex of the whole expansion (it may always be empty: undefined variables)
+_EXPANSIONS: Final = {
+    "": rf"(?:{_UNRESERVED}*(?:,{_UNRESERVED}*)*)",
+    "+": rf"{_RESERVED}*",
+    "#": rf"(?:\#{_RESERVED}*)?",
+    # "." is itself unreserved, so one label run covers any number of labels.
+    ".": rf"(?:\.{_UNRESERVED}*)?",
+    "/": rf"(?:/{_UNRESERVED}*)*",
+    ";": rf"(?:;{_UNRESERVED}+(?:={_NAMED_VALUE}*)?)*",
+    "?": rf"(?:\?{_UNRESERVED}+={_NAMED_VALUE}*(?:&{_UNRESERVED}+={_NAMED_VALUE}*)*)?",
+    "&": rf"(?:&{_UNRESERVED}+={_NAMED_VALUE}*)*",
+}
+_EXPRESSION: Final = re.compile(r"\{([^{}]*)\}")
+
+
+class TemplateError(ValueError):
+    """The string is not a valid URI Template (it is then only ever compared exactly)."""
+
+
+def compile_template(template: str) -> Callable[[str], bool]:
+    """A predicate telling whether a string is a possible expansion of ``template``."""
+    parts: list[str] = []
+    position = 0
+    for match in _EXPRESSION.finditer(template):
+        parts.append(_literal(template[position : match.start()]))
+        parts.append(_expression(match[1]))
+        position = match.end()
+    parts.append(_literal(template[position:]))
+    pattern = re.compile("".join(parts))
+    return lambda value: pattern.fullmatch(value) is not None
+
+
+def _literal(text: str) -> str:
+    if "{" in text or "}" in text:
+        raise TemplateError("unbalanced brace")
+    return re.escape(text)
+
+
+def _expression(body: str) -> str:
+    operator = body[:1] if body[:1] in "+#./;?&" else ""
+    names = body[len(operator) :].split(",")
+    if not all(_VARSPEC.fullmatch(name) for name in names):
+        raise TemplateError(f"invalid expression {{{body}}}")
+    return _EXPANSIONS[operator]
