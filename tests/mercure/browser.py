@@ -10,13 +10,46 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import json
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 JS_DIR = Path(__file__).resolve().parents[1] / "e2e" / "js" / "mercure"
 Record = dict[str, Any]
+PAGE = JS_DIR / "page.html"
+
+
+class PageServer:
+    """``page.html`` at every path of ``http://127.0.0.1:<port>``: a web application's origin."""
+
+    def __init__(self) -> None:
+        body = PAGE.read_bytes()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:  # quiet: the test has the transcript
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def start(self) -> PageServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class NodeDriver:

@@ -22,7 +22,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.mercure.browser import NodeDriver, Record
+from tests.mercure.browser import NodeDriver, PageServer, Record
 from tests.mercure.hubs import (
     HUB,
     PUBLISH_ALL,
@@ -31,19 +31,25 @@ from tests.mercure.hubs import (
     require_node_tools,
     subscriber_token,
 )
-from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
-# Pages are served by Playwright's router on ports nothing listens on: real origins to the browser.
-PAGE_ORIGIN = f"http://127.0.0.1:{free_port()}"
-FOREIGN_ORIGIN = f"http://127.0.0.1:{free_port()}"  # not in GATEWAY_CORS_ORIGINS
+
+@pytest.fixture(scope="module")
+def sites() -> Iterator[tuple[str, str]]:
+    """Two web applications' origins: the hub allows the first (CORS), not the second."""
+    servers = [PageServer().start(), PageServer().start()]
+    yield servers[0].origin, servers[1].origin
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
-def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+def replicas(
+    tmp_path_factory: pytest.TempPathFactory, sites: tuple[str, str]
+) -> Iterator[Replicas]:
     require_node_tools()
-    pair = Replicas(tmp_path_factory.mktemp("mercure-browser"), anonymous=True, cors=PAGE_ORIGIN)
+    pair = Replicas(tmp_path_factory.mktemp("mercure-browser"), anonymous=True, cors=sites[0])
     try:
         yield pair.start()
     finally:
@@ -56,13 +62,13 @@ def run() -> str:
     return f"https://shop.test/{uuid.uuid4().hex[:10]}"
 
 
-async def open_page(origin: str = PAGE_ORIGIN, cookies: list[Record] | None = None) -> NodeDriver:
-    return await NodeDriver("page.mjs", pageUrl=f"{origin}/app.html", cookies=cookies or []).start()
+async def open_page(origin: str, cookies: list[Record] | None = None) -> NodeDriver:
+    return await NodeDriver("page.mjs", pageUrl=f"{origin}/app", cookies=cookies or []).start()
 
 
 @pytest.fixture
-async def page() -> AsyncIterator[NodeDriver]:
-    driver = await open_page()
+async def page(sites: tuple[str, str]) -> AsyncIterator[NodeDriver]:
+    driver = await open_page(sites[0])
     yield driver
     await driver.close()
 
@@ -126,7 +132,7 @@ async def test_updates_reach_exact_template_and_urlpattern_selectors_with_id_typ
 
 
 async def test_private_update_reaches_only_subscribers_whose_cookie_allows_its_topic(
-    replicas: Replicas, run: str
+    replicas: Replicas, sites: tuple[str, str], run: str
 ) -> None:
     a, b = replicas.urls
     inbox, other = f"{run}/users/42/inbox", f"{run}/users/43/inbox"
@@ -135,7 +141,7 @@ async def test_private_update_reaches_only_subscribers_whose_cookie_allows_its_t
         "value": subscriber_token(subscribe=[f"{run}/users/42/{{box}}"]),
         "domain": "127.0.0.1", "path": HUB, "sameSite": "Lax",
     }  # fmt: skip
-    page = await open_page(cookies=[cookie])
+    page = await open_page(sites[0], cookies=[cookie])
     try:
         streams = {
             "authorized": hub_url(a, ("topic", inbox)),
@@ -163,7 +169,7 @@ async def test_private_update_reaches_only_subscribers_whose_cookie_allows_its_t
             sent = "mercureAuthorization=" in (request["cookie"] or "")
             assert sent == (request["url"] != anonymous_url), request
         for response in page.matching(lambda r: r["type"] == "response"):
-            assert response["allowOrigin"] == PAGE_ORIGIN, response
+            assert response["allowOrigin"] == sites[0], response
             if response["url"] != anonymous_url:
                 assert response["allowCredentials"] == "true", response
     finally:
@@ -171,7 +177,7 @@ async def test_private_update_reaches_only_subscribers_whose_cookie_allows_its_t
 
 
 async def test_cors_lets_the_allowed_origin_publish_and_subscribe_and_refuses_another(
-    replicas: Replicas, page: NodeDriver, run: str
+    replicas: Replicas, sites: tuple[str, str], page: NodeDriver, run: str
 ) -> None:
     a, b = replicas.urls
     topic = f"{run}/cors"
@@ -185,7 +191,7 @@ async def test_cors_lets_the_allowed_origin_publish_and_subscribe_and_refuses_an
     assert answer["contentType"].startswith("text/plain")
     assert await received(page, "allowed", 1) == [(f"{topic}#1", "message", "from the page")]
 
-    foreign = await open_page(FOREIGN_ORIGIN)
+    foreign = await open_page(sites[1])
     try:
         await foreign.command("open", name="refused", url=hub_url(b, ("topic", topic)))
         [error] = await foreign.wait_for(lambda r: r.get("stream") == "refused", what="error")

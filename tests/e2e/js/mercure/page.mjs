@@ -1,12 +1,13 @@
 // Headless Debian Chromium (playwright-core; Playwright's own browser download does not work
-// here) showing page.html at config.pageUrl, an origin of the test's choosing: the page is
-// served by Playwright's router, so no web server is needed and every request to the hub is a
-// real cross-origin request. Commands arrive on stdin, one JSON object a line:
+// here) showing page.html at config.pageUrl, served by the test on an origin of its choosing
+// (a loopback one: Chromium lets only those reach a loopback hub without a permission prompt),
+// so every request to the hub is a real cross-origin request. Commands arrive on stdin, one
+// JSON object a line:
 // {"seq": n, "op": "open" | "close" | "publish", ...}; each is answered {"type": "done", seq,
 // result} or {"type": "failed", seq, error}. Everything the page's EventSources see, and every
 // request and response of the hub, is printed as one JSON line. Exits when stdin closes.
 // Usage: node page.mjs '<config json>'  (config: pageUrl, hubPath, cookies, executablePath)
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -14,7 +15,6 @@ import { chromium } from 'playwright-core';
 
 const config = JSON.parse(process.argv[2]);
 const out = (record) => process.stdout.write(JSON.stringify(record) + '\n');
-const html = readFileSync(new URL('./page.html', import.meta.url), 'utf8');
 const hubPath = config.hubPath ?? '/.well-known/mercure';
 const isHub = (url) => new URL(url).pathname === hubPath;
 
@@ -30,9 +30,6 @@ const context = await chromium.launchPersistentContext(userDataDir, {
 try {
   if (config.cookies?.length) await context.addCookies(config.cookies);
   const page = context.pages()[0] ?? (await context.newPage());
-  await page.route(config.pageUrl, (route) =>
-    route.fulfill({ status: 200, contentType: 'text/html; charset=utf-8', body: html }),
-  );
   await page.exposeFunction('report', out);
   page.on('console', (message) => out({ type: 'console', text: message.text() }));
   page.on('pageerror', (error) => out({ type: 'pageerror', text: String(error) }));
