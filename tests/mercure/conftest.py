@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
@@ -64,7 +64,14 @@ def start_hub(
     return start
 
 
-@pytest.fixture
-def hub(redis_server: RedisServer, start_hub: Callable[..., GatewayProcess]) -> GatewayProcess:
-    """A hub with anonymous subscribers allowed, on the session's redis-server."""
-    return start_hub(redis_server.url, GATEWAY_MERCURE_ANONYMOUS="true")
+@pytest.fixture(scope="session")
+def hub(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    """One hub with anonymous subscribers allowed, shared by the tests (each uses its own topics:
+    they all share the one Mercure log)."""
+    log_path = tmp_path_factory.mktemp("mercure") / "hub.log"
+    env = hub_env(GATEWAY_MERCURE_ANONYMOUS="true")
+    gateway = GatewayProcess(redis_server.url, env=env, log_path=log_path).start()
+    yield gateway
+    gateway.stop()
