@@ -65,13 +65,22 @@ def start_hub(
 
 
 @pytest.fixture(scope="session")
-def hub(
+def replicas(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    """One hub with anonymous subscribers allowed, shared by the tests (each uses its own topics:
-    they all share the one Mercure log)."""
-    log_path = tmp_path_factory.mktemp("mercure") / "hub.log"
-    env = hub_env(GATEWAY_MERCURE_ANONYMOUS="true")
-    gateway = GatewayProcess(redis_server.url, env=env, log_path=log_path).start()
-    yield gateway
-    gateway.stop()
+) -> Iterator[list[GatewayProcess]]:
+    """Two hubs on the session's redis-server, anonymous subscribers allowed, shared by the tests:
+    each test uses its own topics (they all share the one Mercure log, which keeps 20,000)."""
+    logs = tmp_path_factory.mktemp("mercure")
+    env = hub_env(GATEWAY_MERCURE_ANONYMOUS="true", GATEWAY_HISTORY_MAX_LEN="20000")
+    started = [
+        GatewayProcess(redis_server.url, env=env, log_path=logs / f"hub-{n}.log").start()
+        for n in range(2)
+    ]
+    yield started
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def hub(replicas: list[GatewayProcess]) -> GatewayProcess:
+    return replicas[0]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import httpx
 import pytest
 
 from tests.mercure.conftest import (
@@ -16,7 +15,7 @@ from tests.mercure.conftest import (
     detail,
     legacy_token,
 )
-from tests.mercure.support import HUB, publish, subscribe, unique
+from tests.mercure.support import HUB, client_for_loopback, publish, subscribe, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -72,7 +71,7 @@ async def test_draft08_token_for_another_audience_is_refused(hub):
     token = access_token(
         SUBSCRIBER_KEY, [detail(["subscribe"], ("*", "exact"))], aud="https://other.test/"
     )
-    async with httpx.AsyncClient() as client:
+    async with client_for_loopback() as client:
         answer = await client.get(
             hub.url + HUB, params={"topic": "x"}, headers={"authorization": f"Bearer {token}"}
         )
@@ -127,7 +126,7 @@ async def test_publisher_tokens_are_checked_with_the_publisher_key(hub):
 
 async def test_bad_tokens_are_401(hub):
     for token in ("not-a-jwt", legacy_token("x" * 40, subscribe=["*"])):
-        async with httpx.AsyncClient() as client:
+        async with client_for_loopback() as client:
             answer = await client.get(
                 hub.url + HUB, params={"topic": "x"}, headers={"authorization": f"Bearer {token}"}
             )
@@ -137,7 +136,7 @@ async def test_bad_tokens_are_401(hub):
 
 async def test_anonymous_subscribers_need_the_setting(redis_server, start_hub):
     closed = start_hub(redis_server.url)  # GATEWAY_MERCURE_ANONYMOUS unset: off
-    async with httpx.AsyncClient() as client:
+    async with client_for_loopback() as client:
         answer = await client.get(closed.url + HUB, params={"topic": "x"})
     assert answer.status_code == 401 and answer.headers["www-authenticate"].startswith("Bearer")
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from tests.mercure.support import HUB, publish, subscribe, unique
+from tests.mercure.support import HUB, client_for_loopback, publish, subscribe, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -39,7 +38,7 @@ async def test_bad_publish_is_refused_and_not_dispatched(hub, fields, status, co
 
 
 async def test_publish_must_be_a_form(hub):
-    async with httpx.AsyncClient() as client:
+    async with client_for_loopback() as client:
         answer = await client.post(hub.url + HUB, json={"topic": "x"})
     assert answer.status_code in (401, 415)  # no token: 401 before the body is even read
 
@@ -58,7 +57,7 @@ async def test_publish_must_be_a_form(hub):
     ],
 )
 async def test_bad_subscribe_is_400(hub, params, code):
-    async with httpx.AsyncClient() as client:
+    async with client_for_loopback() as client:
         answer = await client.get(hub.url + HUB, params=params)
     assert answer.status_code == 400, answer.text
     assert answer.json()["error"] == code
