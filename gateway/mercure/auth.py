@@ -59,7 +59,7 @@ class MercureGrant:
 
     def may_read(self, topics: tuple[str, ...]) -> bool:
         """A private update: allowed when any of its topics matches a subscribe right."""
-        return any_matches((right.matches for right in self.subscribe), topics)
+        return any_matches([right.matches for right in self.subscribe], topics)
 
     def require_publish(self, topics: tuple[str, ...]) -> None:
         """Every topic of an update must be granted, else nothing is published."""

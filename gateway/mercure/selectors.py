@@ -17,7 +17,7 @@ Compiled matchers are shared by every subscription holding the same selector (an
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 import urlpattern
@@ -84,5 +84,5 @@ def _url_pattern(selector: str, base: str) -> Matcher:
     return test
 
 
-def any_matches(matchers: Iterable[Matcher], topics: Iterable[str]) -> bool:
+def any_matches(matchers: Sequence[Matcher], topics: Iterable[str]) -> bool:
     return any(matcher(topic) for topic in topics for matcher in matchers)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jwt
@@ -64,7 +64,23 @@ def start_hub(
     return start
 
 
-@pytest.fixture
-def hub(redis_server: RedisServer, start_hub: Callable[..., GatewayProcess]) -> GatewayProcess:
-    """A hub with anonymous subscribers allowed, on the session's redis-server."""
-    return start_hub(redis_server.url, GATEWAY_MERCURE_ANONYMOUS="true")
+@pytest.fixture(scope="session")
+def replicas(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[GatewayProcess]]:
+    """Two hubs on the session's redis-server, anonymous subscribers allowed, shared by the tests:
+    each test uses its own topics (they all share the one Mercure log, which keeps 20,000)."""
+    logs = tmp_path_factory.mktemp("mercure")
+    env = hub_env(GATEWAY_MERCURE_ANONYMOUS="true", GATEWAY_HISTORY_MAX_LEN="20000")
+    started = [
+        GatewayProcess(redis_server.url, env=env, log_path=logs / f"hub-{n}.log").start()
+        for n in range(2)
+    ]
+    yield started
+    for gateway in started:
+        gateway.stop()
+
+
+@pytest.fixture(scope="session")
+def hub(replicas: list[GatewayProcess]) -> GatewayProcess:
+    return replicas[0]

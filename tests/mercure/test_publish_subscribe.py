@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from tests.mercure.support import HUB, publish, subscribe, unique
+from tests.mercure.support import HUB, client_for_loopback, publish, subscribe, unique
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -74,6 +73,6 @@ async def test_empty_data_is_still_dispatched(hub):
 
 
 async def test_unknown_match_parameter_is_refused(hub):
-    async with httpx.AsyncClient() as client:
+    async with client_for_loopback() as client:
         answer = await client.get(hub.url + HUB, params={"match_regex": "x"})
     assert answer.status_code == 400 and answer.json()["error"] == "unknown_matcher"
