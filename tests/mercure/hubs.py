@@ -12,16 +12,37 @@ import pytest
 
 from tests.e2e.conftest import CHROMIUM, E2E_DIR
 from tests.e2e.proxy import INSTALL_HINT
-from tests.mercure.conftest import PUBLISH_ALL, SUBSCRIBER_KEY, hub_env, legacy_token
+from tests.mercure.conftest import (
+    PUBLISH_ALL,
+    SUBSCRIBER_KEY,
+    access_token,
+    detail,
+    hub_env,
+    legacy_token,
+)
 from tests.mercure.support import HUB, publish
 from tests.support.gateway_process import GatewayProcess
 from tests.support.redis_server import RedisServer
 
-__all__ = ["HUB", "PUBLISH_ALL", "Replicas", "publish", "require_node_tools", "subscriber_token"]
+__all__ = [
+    "HUB",
+    "PUBLISH_ALL",
+    "Replicas",
+    "publish",
+    "require_node_tools",
+    "subscriber_access_token",
+    "subscriber_token",
+]
 
 
 def subscriber_token(subscribe: list[str]) -> str:
+    """0.x: ``mercure.subscribe`` selectors."""
     return legacy_token(SUBSCRIBER_KEY, subscribe=subscribe)
+
+
+def subscriber_access_token(urlpattern: str) -> str:
+    """draft-08: an RFC 9068 access token allowing subscribe on topics matching a URL pattern."""
+    return access_token(SUBSCRIBER_KEY, [detail(["subscribe"], (urlpattern, "urlpattern"))])
 
 
 def require_node_tools() -> None:

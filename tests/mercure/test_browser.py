@@ -5,7 +5,8 @@ that share one redis-server, and publishes with ``fetch``.
 The ground Mercure's conformance suite covers (exact topics, several topics and selectors, URI
 templates and URL patterns, ids, multi-line data, private updates kept from anonymous
 subscribers), with our own words and data, and more: the event ``type``, the
-``mercureAuthorization`` cookie, CORS for an allowed and a refused origin, and resuming with
+``mercureAuthorization`` cookie (0.x token) and the ``authorization`` query parameter (draft-08
+access token), CORS for an allowed and a refused origin, and resuming with
 ``Last-Event-ID`` after one replica is killed, both on the other replica (``lastEventID`` query)
 and by the browser's own reconnection to the restarted replica (the header).
 
@@ -29,6 +30,7 @@ from tests.mercure.hubs import (
     Replicas,
     publish,
     require_node_tools,
+    subscriber_access_token,
     subscriber_token,
 )
 
@@ -131,7 +133,7 @@ async def test_updates_reach_exact_template_and_urlpattern_selectors_with_id_typ
         assert await received(page, name, 1) == expected, name
 
 
-async def test_private_update_reaches_only_subscribers_whose_cookie_allows_its_topic(
+async def test_private_update_reaches_only_subscribers_whose_cookie_or_token_allows_its_topic(
     replicas: Replicas, sites: tuple[str, str], run: str
 ) -> None:
     a, b = replicas.urls
@@ -147,9 +149,15 @@ async def test_private_update_reaches_only_subscribers_whose_cookie_allows_its_t
             "authorized": hub_url(a, ("topic", inbox)),
             "other": hub_url(a, ("topic", other)),
             "anonymous": hub_url(a, ("topic", inbox), ("topic", f"{run}/anonymous")),
+            # draft-08 access token in the authorization query parameter, no cookie sent
+            "query": hub_url(
+                b,
+                ("match", inbox),
+                ("authorization", subscriber_access_token(f"{run}/users/42/:box")),
+            ),
         }
         for name, url in streams.items():
-            await open_streams(page, {name: url}, withCredentials=name != "anonymous")
+            await open_streams(page, {name: url}, withCredentials=name in ("authorized", "other"))
         for topic in (inbox, other):
             sent = await publish(b, topic=topic, id=f"{topic}#private", data="secret", private="on")
             assert sent.status_code == 200, sent.text
@@ -160,17 +168,18 @@ async def test_private_update_reaches_only_subscribers_whose_cookie_allows_its_t
             (f"{inbox}#private", "message", "secret"),
             (f"{inbox}#public", "message", "for everyone"),
         ]
+        assert await received(page, "query", 2) == await received(page, "authorized", 2)
         public = [(f"{inbox}#public", "message", "for everyone")]
         assert await received(page, "anonymous", 1) == public
         assert await received(page, "other", 1) == [(f"{other}#public", "message", "for everyone")]
         # The browser sent the cookie with the credentialed streams only; the hub allowed that.
-        anonymous_url = streams["anonymous"]
+        credentialed = {streams["authorized"], streams["other"]}
         for request in page.matching(lambda r: r["type"] == "request" and r["method"] == "GET"):
             sent = "mercureAuthorization=" in (request["cookie"] or "")
-            assert sent == (request["url"] != anonymous_url), request
+            assert sent == (request["url"] in credentialed), request
         for response in page.matching(lambda r: r["type"] == "response"):
             assert response["allowOrigin"] == sites[0], response
-            if response["url"] != anonymous_url:
+            if response["url"] in credentialed:
                 assert response["allowCredentials"] == "true", response
     finally:
         await page.close()
