@@ -154,7 +154,7 @@ def outcomes(report: dict[str, Any]) -> dict[str, str]:
 def summary(results: dict[str, str]) -> str:
     passed = [name for name, status in results.items() if status == "expected"]
     failed = [name for name, status in results.items() if status != "expected"]
-    lines = [f"passed {len(passed)}, failed {len(failed)} (of {len(results)})"]
+    lines = [f"{len(passed)} passed, {len(failed)} failed"]
     lines += [f"  PASS {name}" for name in passed] + [f"  FAIL {name}" for name in failed]
     return "\n".join(lines)
 
