@@ -183,6 +183,9 @@ class Settings(BaseSettings):
     mercure_subscriber_jwt_alg: str = Field("", description="comma-separated; default from key")
     mercure_anonymous: bool = Field(False, description="subscribers without a token (public only)")
     mercure_subscriptions: bool = Field(False, description="subscription events and API")
+    mercure_subscriptions_ttl: float = Field(
+        15.0, ge=0.3, description="a dead replica's subscriptions leave the API within this"
+    )
     mercure_audience: str | None = Field(None, description="draft-08 tokens' aud must hold this")
     mercure_issuer: str | None = Field(None, description="draft-08 tokens' iss must be this")
     mercure_max_topics: int = Field(

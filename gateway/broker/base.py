@@ -59,4 +59,17 @@ class Broker(Protocol):
     async def find_indexed(self, channel: str, own_id: str) -> str | None:
         """The stream id of the first message published with ``own_id``; None if not indexed."""
 
+    async def put_records(
+        self, group: str, owner: str, put: dict[str, bytes], drop: list[str], ttl_ms: int
+    ) -> None:
+        """Write and delete ``owner``'s records in ``group`` and keep the owner alive for
+        ``ttl_ms`` more (a heartbeat is a call with nothing to put or drop)."""
+
+    async def live_records(self, group: str) -> list[bytes]:
+        """The records of every owner of ``group`` still alive."""
+
+    async def claim_dead(self, group: str) -> list[list[bytes]]:
+        """The records of owners whose time ran out, each owner's claimed (and deleted) by
+        exactly one caller: whoever cleans up after a dead process does it once."""
+
     async def ping(self) -> bool: ...

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -342,6 +343,63 @@ class RedisBroker:
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"index read failed: {exc}") from exc
         return raw.decode() if raw is not None else None
+
+    # -- records with owners that must stay alive (Mercure's active subscriptions) --------
+
+    def _group_keys(self, group: str, owner: str = "") -> tuple[str, str]:
+        # One hash tag per group: a group's keys share a Redis Cluster slot.
+        return (
+            f"{self._key_prefix}owners:{{{group}}}",
+            f"{self._key_prefix}records:{{{group}}}:{owner}",
+        )
+
+    async def put_records(
+        self, group: str, owner: str, put: dict[str, bytes], drop: list[str], ttl_ms: int
+    ) -> None:
+        owners, records = self._group_keys(group, owner)
+        now_ms = int(time.time() * 1000)
+        try:
+            async with self._client.pipeline(transaction=True) as pipe:
+                if put:
+                    pipe.hset(records, mapping=put)
+                if drop:
+                    pipe.hdel(records, *drop)
+                pipe.zadd(owners, {owner: now_ms + ttl_ms})
+                # Twice the owner's own deadline: whoever claims a dead owner can still read it.
+                pipe.pexpire(records, 2 * ttl_ms)
+                await pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"records write failed: {exc}") from exc
+
+    async def live_records(self, group: str) -> list[bytes]:
+        owners, _ = self._group_keys(group)
+        try:
+            alive = await self._client.zrangebyscore(owners, int(time.time() * 1000), "+inf")
+            found: list[bytes] = []
+            for owner in alive:
+                found.extend(
+                    (
+                        await self._client.hgetall(self._group_keys(group, owner.decode())[1])
+                    ).values()
+                )
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"records read failed: {exc}") from exc
+        return found
+
+    async def claim_dead(self, group: str) -> list[list[bytes]]:
+        owners, _ = self._group_keys(group)
+        claimed: list[list[bytes]] = []
+        try:
+            dead = await self._client.zrangebyscore(owners, "-inf", int(time.time() * 1000))
+            for owner in dead:
+                if await self._client.zrem(owners, owner) != 1:
+                    continue  # another replica claimed it first
+                records = self._group_keys(group, owner.decode())[1]
+                claimed.append(list((await self._client.hgetall(records)).values()))
+                await self._client.delete(records)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"records claim failed: {exc}") from exc
+        return claimed
 
     def _command(self, channel: str, batch: list[tuple[str, bytes]]) -> tuple[int, bytes]:
         """The publish script's key and arguments, packed: a channel's key and settings once

@@ -7,6 +7,7 @@
     update.py       an update as stored in the Mercure log, and its SSE frame (once per process)
     resume.py       Last-Event-ID (a publisher's id) -> log position, through the id index
     stream.py       the Mercure log channel, the per-subscription filter and format
+    subscriptions.py  subscription events and the all-replica registry behind the API
     routes.py       GET/POST /.well-known/mercure
 
 Errors are the gateway's (gateway.errors, gateway.auth.errors), so every one answers with the usual
@@ -28,6 +29,7 @@ from fastapi import FastAPI
 
 from gateway.mercure.auth import MercureAuth
 from gateway.mercure.routes import mercure_router
+from gateway.mercure.subscriptions import ActiveSubscriptions
 from gateway.settings import Settings
 
 __all__ = ["install_mercure"]
@@ -42,4 +44,7 @@ def install_mercure(app: FastAPI, settings: Settings) -> None:
         return
     auth = MercureAuth.from_settings(settings)
     log.info(auth.describe())
-    app.include_router(mercure_router(auth))
+    active = None
+    if settings.mercure_subscriptions:
+        active = ActiveSubscriptions(settings.mercure_subscriptions_ttl)
+    app.include_router(mercure_router(auth, active))

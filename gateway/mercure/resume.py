@@ -13,9 +13,10 @@ From the position on, replay and live delivery are the hub's, with its exactness
 from __future__ import annotations
 
 from gateway.broker.base import Broker
-from publisher.wire import ZERO_ID
+from gateway.mercure.update import decode_update
+from publisher.wire import ZERO_ID, parse_stream_id
 
-__all__ = ["resolve_last_event_id"]
+__all__ = ["last_update_id", "resolve_last_event_id"]
 
 EARLIEST = "earliest"
 MAX_ID_LENGTH = 1024
@@ -35,3 +36,15 @@ async def resolve_last_event_id(
     if position is None:
         return None, EARLIEST
     return position, requested
+
+
+async def last_update_id(broker: Broker, log: str) -> str:
+    """The id of the newest update in the log (the subscriptions API's ``lastEventID``)."""
+    head = parse_stream_id(await broker.last_id(log))
+    if head is None or head == (0, 0):
+        return EARLIEST
+    ms, seq = head
+    before = f"{ms}-{seq - 1}" if seq else f"{ms - 1}-{(1 << 64) - 1}"
+    entries = await broker.history(log, before, 1)
+    decoded = decode_update(entries[0].data) if entries else None
+    return decoded.update.id if decoded is not None else EARLIEST

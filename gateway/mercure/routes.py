@@ -6,16 +6,20 @@ gateway.sse.open_stream with Mercure's per-subscription format (gateway.mercure.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from gateway.api.deps import BrokerDep, HubDep, SettingsDep
-from gateway.errors import BrokerUnavailable
+from gateway.auth.errors import Forbidden, Unauthenticated
+from gateway.errors import BrokerUnavailable, ClientError
 from gateway.limits import StreamResponse, stream_slot
 from gateway.mercure.auth import MercureAuth
 from gateway.mercure.parse import HUB_PATH, parse_selectors, parse_update
-from gateway.mercure.resume import resolve_last_event_id
+from gateway.mercure.resume import last_update_id, resolve_last_event_id
 from gateway.mercure.stream import LOG, MercureFormat, MercureView
+from gateway.mercure.subscriptions import PREFIX, ActiveSubscriptions
 from gateway.mercure.update import encode_update
 from gateway.publishing import read_body
 from gateway.sse import open_stream
@@ -34,7 +38,7 @@ def link_header(url: str) -> str:
     return f'<{url}>; rel="mercure"'
 
 
-def mercure_router(auth: MercureAuth) -> APIRouter:
+def mercure_router(auth: MercureAuth, active: ActiveSubscriptions | None) -> APIRouter:
     router = APIRouter(tags=["mercure"])
 
     @router.get(HUB_PATH, dependencies=[Depends(stream_slot)])
@@ -62,6 +66,11 @@ def mercure_router(auth: MercureAuth) -> APIRouter:
             renderer=MercureFormat(view),
         )
         response.headers["Link"] = link_header(base)
+        if active is not None:
+            subscriber = active.new_subscriber()
+            payloads = [(k, sel, grant.payload_for(k, sel)) for k, sel, _ in selectors]
+            registration = await active.start(hub.broker, payloads, subscriber)
+            response.on_close.append(lambda: active.end(registration))
         if requested:
             response.headers["Last-Event-ID"] = anchor  # 0.x
             response.headers["Mercure-Last-Event-ID"] = anchor  # draft-08
@@ -82,4 +91,44 @@ def mercure_router(auth: MercureAuth) -> APIRouter:
         await broker.publish_indexed(LOG, [("", encode_update(update))])
         return PlainTextResponse(update.id, headers={"Link": link_header(base)})
 
+    if active is not None:
+        _subscriptions_api(router, auth, active)
     return router
+
+
+def _subscriptions_api(router: APIRouter, auth: MercureAuth, active: ActiveSubscriptions) -> None:
+    @router.get(PREFIX)
+    @router.get(PREFIX + "/{rest:path}")
+    async def subscriptions(request: Request, broker: BrokerDep) -> JSONResponse:
+        """All replicas' active subscriptions (JSON-LD), a selector's, or one."""
+        base = hub_url(request)
+        # As sent, still percent-encoded: subscription ids keep their topics encoded.
+        path = request.scope["raw_path"].decode("latin-1").split("?")[0].rstrip("/")
+        grant = auth.for_subscriber(request, base)
+        if not grant.authenticated:
+            raise Unauthenticated("authentication_required", "a token is required")
+        if not grant.may_read((path,)):
+            raise Forbidden(f"this token may not read {path}")
+        documents = await active.documents(broker)
+        last = await last_update_id(broker, LOG)
+        headers = {"Link": f'{link_header(base)}; last-event-id="{last}"'}
+        return JSONResponse(
+            _answer(path, documents, last), media_type="application/ld+json", headers=headers
+        )
+
+
+def _answer(path: str, documents: list[dict[str, Any]], last: str) -> dict[str, Any]:
+    single = [doc for doc in documents if doc["id"] == path]
+    if single:
+        return single[0]
+    found = [doc for doc in documents if path == PREFIX or doc["id"].startswith(path + "/")]
+    if not found and path.count("/") > PREFIX.count("/") + 1:
+        raise ClientError(404, "not_found", "no such active subscription")
+    collection = [{k: v for k, v in doc.items() if k != "@context"} for doc in found]
+    return {
+        "@context": "https://mercure.rocks/",
+        "id": path,
+        "type": "Subscriptions",
+        "lastEventID": last,
+        "subscriptions": collection,
+    }
