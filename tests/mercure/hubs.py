@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,9 +36,10 @@ __all__ = [
 ]
 
 
-def subscriber_token(subscribe: list[str]) -> str:
-    """0.x: ``mercure.subscribe`` selectors."""
-    return legacy_token(SUBSCRIBER_KEY, subscribe=subscribe)
+def subscriber_token(subscribe: list[str], payload: Any = None) -> str:
+    """0.x: ``mercure.subscribe`` selectors, and the ``payload`` subscription events carry."""
+    extra = {} if payload is None else {"payload": payload}
+    return legacy_token(SUBSCRIBER_KEY, subscribe=subscribe, **extra)
 
 
 def subscriber_access_token(urlpattern: str) -> str:
@@ -64,6 +66,7 @@ class Replicas:
         self.dir = directory
         extra = {"GATEWAY_MERCURE_ANONYMOUS": "true" if anonymous else "false"}
         extra["GATEWAY_RETRY_MS"] = "300"  # browsers come back quickly after a replica dies
+        extra["GATEWAY_MERCURE_SUBSCRIPTIONS"] = "true"
         if cors:
             extra["GATEWAY_CORS_ORIGINS"] = cors
         self.env = hub_env(**extra)

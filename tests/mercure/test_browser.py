@@ -17,9 +17,10 @@ in publication order, so the fence arriving first proves the other one was not s
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import pytest
 
@@ -266,3 +267,46 @@ async def test_resume_after_a_replica_is_killed_on_the_other_and_on_its_restart(
     assert fence.status_code == 200, fence.text
     await received(page, "resumed", 5)
     assert len(await received(page, "native", 8)) == 8  # nothing twice
+
+
+async def test_page_sees_who_is_subscribed_on_either_replica_by_events_and_the_api(
+    replicas: Replicas, sites: tuple[str, str], run: str
+) -> None:
+    """A "who is online" page, as Mercure's chat example builds it: subscription events and the
+    subscriptions API, with the cookie, while the member's stream is on the other replica."""
+    a, b = replicas.urls
+    room = f"{run}/rooms/lobby"
+    events = f"{HUB}/subscriptions{{/topic}}{{/subscriber}}"
+    token = subscriber_token(subscribe=[events, room], payload={"nick": "ada"})
+    cookie = {"name": "mercureAuthorization", "value": token, "domain": "127.0.0.1", "path": HUB}
+    page = await open_page(sites[0], cookies=[cookie])
+    try:
+        await open_streams(page, {"watcher": hub_url(a, ("topic", events))}, withCredentials=True)
+        await open_streams(page, {"member": hub_url(b, ("topic", room))}, withCredentials=True)
+        joined = await subscription_event(page, room, active=True)
+        assert joined["payload"] == {"nick": "ada"}, joined
+        listing = await page.command("get", url=f"{a}{HUB}/subscriptions/{quote(room, safe='')}")
+        assert listing["status"] == 200, listing
+        assert listing["contentType"].startswith("application/ld+json"), listing
+        members = json.loads(listing["body"])["subscriptions"]
+        assert [(m["subscriber"], m["payload"]) for m in members] == [
+            (joined["subscriber"], {"nick": "ada"})
+        ]
+        await page.command("close", name="member")
+        left = await subscription_event(page, room, active=False)
+        assert left["subscriber"] == joined["subscriber"]
+        listing = await page.command("get", url=f"{a}{HUB}/subscriptions/{quote(room, safe='')}")
+        assert json.loads(listing["body"])["subscriptions"] == [], listing
+    finally:
+        await page.close()
+
+
+async def subscription_event(page: NodeDriver, topic: str, *, active: bool) -> Record:
+    def about(record: Record) -> bool:
+        if record.get("stream") != "watcher" or record["type"] != "message":
+            return False
+        document = json.loads(record["data"])
+        return bool(document["topic"] == topic and document["active"] is active)
+
+    [event] = await page.wait_for(about, what=f"subscription event active={active} on {topic}")
+    return dict(json.loads(event["data"]))

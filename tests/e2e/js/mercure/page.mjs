@@ -3,7 +3,7 @@
 // (a loopback one: Chromium lets only those reach a loopback hub without a permission prompt),
 // so every request to the hub is a real cross-origin request. Commands arrive on stdin, one
 // JSON object a line:
-// {"seq": n, "op": "open" | "close" | "publish", ...}; each is answered {"type": "done", seq,
+// {"seq": n, "op": "open" | "close" | "get" | "publish", ...}; each is answered {"type": "done", seq,
 // result} or {"type": "failed", seq, error}. Everything the page's EventSources see, and every
 // request and response of the hub, is printed as one JSON line. Exits when stdin closes.
 // Usage: node page.mjs '<config json>'  (config: pageUrl, hubPath, cookies, executablePath)
@@ -16,7 +16,7 @@ import { chromium } from 'playwright-core';
 const config = JSON.parse(process.argv[2]);
 const out = (record) => process.stdout.write(JSON.stringify(record) + '\n');
 const hubPath = config.hubPath ?? '/.well-known/mercure';
-const isHub = (url) => new URL(url).pathname === hubPath;
+const isHub = (url) => new URL(url).pathname.startsWith(hubPath);
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'sse-mercure-chromium-'));
 const context = await chromium.launchPersistentContext(userDataDir, {
