@@ -83,20 +83,21 @@ export default {
 """
 
 
-def suite_source(location: Path, ref: str | None) -> Path:
-    """The suite's directory; a bare git dir (like a ``fetch`` snapshot) is exported at ``ref``."""
+def suite_source(location: Path, ref: str | None, work: Path) -> Path:
+    """The suite's directory: as checked out, or exported at ``ref`` from a checkout's git dir
+    or a bare one (like a snapshot fetched for reading) into ``work``."""
     if (location / "mercure.spec.ts").is_file():
         return location
     if (location / "conformance-tests").is_dir() and ref is None:
         return location / "conformance-tests"
+    git_dir = location / ".git" if (location / ".git").exists() else location
     archive = subprocess.run(
-        ["git", "--git-dir", str(location), "archive", ref or "HEAD", "conformance-tests"],
+        ["git", "--git-dir", str(git_dir), "archive", ref or "HEAD", "conformance-tests"],
         check=True, capture_output=True, timeout=60,
     ).stdout  # fmt: skip
-    target = Path(tempfile.mkdtemp(prefix="mercure-conformance-src-"))
     with tarfile.open(fileobj=BytesIO(archive)) as tar:
-        tar.extractall(target, filter="data")
-    return target / "conformance-tests"
+        tar.extractall(work / "source", filter="data")
+    return work / "source" / "conformance-tests"
 
 
 def prepare(source: Path, work: Path) -> Path:
@@ -168,7 +169,7 @@ def main() -> int:
     if not args.dir:
         parser.error("set MERCURE_CONFORMANCE_DIR (a dunglas/mercure checkout or git dir)")
     work = Path(tempfile.mkdtemp(prefix="mercure-conformance-"))
-    suite = prepare(suite_source(Path(args.dir), args.ref), work)
+    suite = prepare(suite_source(Path(args.dir), args.ref, work), work)
     redis = RedisServer().start()
     gateway = GatewayProcess(redis.url, env=HUB_ENV, log_path=work / "gateway.log")
     try:
@@ -179,8 +180,9 @@ def main() -> int:
         redis.close()
     report = json.loads((suite / "gateway-results.json").read_text())
     print(summary(outcomes(report)))
-    print(f"gateway log: {work / 'gateway.log'}" if args.keep else "", end="")
-    if not args.keep:
+    if args.keep:
+        print(f"kept: {work} (gateway.log, the suite's playwright-report/)")
+    else:
         shutil.rmtree(work, ignore_errors=True)
     return code
 
