@@ -4,6 +4,7 @@ committed, so it runs only where someone has a checkout (see docs/mercure-confor
 
     MERCURE_CONFORMANCE_DIR=<checkout>  .venv/bin/python -m tests.mercure.conformance
     MERCURE_CONFORMANCE_DIR=<bare git dir> MERCURE_CONFORMANCE_REF=v0.24.2  (same command)
+    ... -m tests.mercure.conformance --replicas 3   (three gateways behind round-robin nginx)
 
 The suite is copied to a scratch directory, its own ``package-lock.json`` installed there
 (``npm ci``: its pinned @playwright/test), and run with a config of ours that imports its config
@@ -38,6 +39,7 @@ from typing import Any
 
 import jwt
 
+from tests.e2e.proxy import Nginx
 from tests.support.gateway_process import GatewayProcess
 from tests.support.redis_server import RedisServer
 
@@ -160,28 +162,68 @@ def summary(results: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+class Hub:
+    """One gateway, or ``replicas`` of them behind nginx round-robin (the e2e proxy): the
+    suite's page, its EventSource and its POST then land on different replicas."""
+
+    def __init__(self, work: Path, replicas: int) -> None:
+        self.redis = RedisServer()
+        logs = [work / f"gateway-{n}.log" for n in range(replicas)]
+        self.gateways = [GatewayProcess(None, env=HUB_ENV, log_path=log) for log in logs]
+        ports = [gateway.port for gateway in self.gateways]
+        self.proxy = Nginx(work / "nginx", ports) if replicas > 1 else None
+
+    def start(self) -> str:
+        """The hub's URL, once every part is ready."""
+        self.redis.start()
+        for gateway in self.gateways:
+            gateway.redis_url = self.redis.url
+            gateway.start()
+        if self.proxy is None:
+            return f"{self.gateways[0].url}/.well-known/mercure"
+        return f"{self.proxy.start().url}/.well-known/mercure"
+
+    def spread(self) -> str:
+        """Which replica served what (nginx's access log), to show the suite crossed them."""
+        if self.proxy is None:
+            return ""
+        served: dict[str, int] = {}
+        for line in self.proxy.access_log():
+            method, target = line.split('"', 2)[1].split(" ")[:2]
+            upstream = line.rsplit("upstream=", 1)[1].split(" ", 1)[0]
+            key = f"{method} {target.split('?', 1)[0]} -> {upstream}"
+            served[key] = served.get(key, 0) + 1
+        return "requests per replica: " + ", ".join(f"{k}: {v}" for k, v in sorted(served.items()))
+
+    def stop(self) -> None:
+        if self.proxy is not None:
+            self.proxy.stop()
+        for gateway in self.gateways:
+            gateway.stop()
+        self.redis.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", default=os.environ.get("MERCURE_CONFORMANCE_DIR"))
     parser.add_argument("--ref", default=os.environ.get("MERCURE_CONFORMANCE_REF"))
+    parser.add_argument("--replicas", type=int, default=1, help="gateways (>1: behind nginx)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir and logs")
     args = parser.parse_args()
     if not args.dir:
         parser.error("set MERCURE_CONFORMANCE_DIR (a dunglas/mercure checkout or git dir)")
     work = Path(tempfile.mkdtemp(prefix="mercure-conformance-"))
     suite = prepare(suite_source(Path(args.dir), args.ref, work), work)
-    redis = RedisServer().start()
-    gateway = GatewayProcess(redis.url, env=HUB_ENV, log_path=work / "gateway.log")
+    hub = Hub(work, args.replicas)
     try:
-        gateway.start()
-        code = run_suite(suite, f"{gateway.url}/.well-known/mercure")
+        code = run_suite(suite, hub.start())
+        print(hub.spread())
     finally:
-        gateway.stop()
-        redis.close()
+        hub.stop()
     report = json.loads((suite / "gateway-results.json").read_text())
     print(summary(outcomes(report)))
     if args.keep:
-        print(f"kept: {work} (gateway.log, the suite's playwright-report/)")
+        print(f"kept: {work} (gateway logs, the suite's playwright-report/)")
     else:
         shutil.rmtree(work, ignore_errors=True)
     return code
