@@ -56,10 +56,15 @@ class MercureGrant:
     authenticated: bool = False
     expires_at: float | None = None
     payload: Any = None  # 0.x mercure.payload
+    readers: tuple[Matcher, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Asked once per subscriber per private update: the matchers ready in one tuple.
+        object.__setattr__(self, "readers", tuple(right.matches for right in self.subscribe))
 
     def may_read(self, topics: tuple[str, ...]) -> bool:
         """A private update: allowed when any of its topics matches a subscribe right."""
-        return any_matches([right.matches for right in self.subscribe], topics)
+        return any_matches(self.readers, topics)
 
     def require_publish(self, topics: tuple[str, ...]) -> None:
         """Every topic of an update must be granted, else nothing is published."""
