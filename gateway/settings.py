@@ -181,6 +181,9 @@ class Settings(BaseSettings):
         None, description="as the publisher key; unset: the publisher key"
     )
     mercure_subscriber_jwt_alg: str = Field("", description="comma-separated; default from key")
+    mercure_weak_jwt_keys: bool = Field(
+        False, description="accept HMAC keys the weak-secret check refuses (test suites' keys)"
+    )
     mercure_anonymous: bool = Field(False, description="subscribers without a token (public only)")
     mercure_subscriptions: bool = Field(False, description="subscription events and API")
     mercure_subscriptions_ttl: float = Field(

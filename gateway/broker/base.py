@@ -60,10 +60,17 @@ class Broker(Protocol):
         """The stream id of the first message published with ``own_id``; None if not indexed."""
 
     async def put_records(
-        self, group: str, owner: str, put: dict[str, bytes], drop: list[str], ttl_ms: int
+        self,
+        group: str,
+        owner: str,
+        put: dict[str, bytes],
+        drop: list[str],
+        ttl_ms: int,
+        *,
+        replace: bool = False,
     ) -> None:
-        """Write and delete ``owner``'s records in ``group`` and keep the owner alive for
-        ``ttl_ms`` more (a heartbeat is a call with nothing to put or drop)."""
+        """Write and delete ``owner``'s records in ``group`` (``replace``: ``put`` becomes the
+        whole set) and keep the owner alive for ``ttl_ms`` more, atomically."""
 
     async def live_records(self, group: str) -> list[bytes]:
         """The records of every owner of ``group`` still alive."""

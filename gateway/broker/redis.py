@@ -354,12 +354,21 @@ class RedisBroker:
         )
 
     async def put_records(
-        self, group: str, owner: str, put: dict[str, bytes], drop: list[str], ttl_ms: int
+        self,
+        group: str,
+        owner: str,
+        put: dict[str, bytes],
+        drop: list[str],
+        ttl_ms: int,
+        *,
+        replace: bool = False,
     ) -> None:
         owners, records = self._group_keys(group, owner)
         now_ms = int(time.time() * 1000)
         try:
             async with self._client.pipeline(transaction=True) as pipe:
+                if replace:
+                    pipe.delete(records)
                 if put:
                     pipe.hset(records, mapping=put)
                 if drop:

@@ -67,9 +67,12 @@ def mercure_router(auth: MercureAuth, active: ActiveSubscriptions | None) -> API
         )
         response.headers["Link"] = link_header(base)
         if active is not None:
-            subscriber = active.new_subscriber()
             payloads = [(k, sel, grant.payload_for(k, sel)) for k, sel, _ in selectors]
-            registration = await active.start(hub.broker, payloads, subscriber)
+            try:
+                registration = await active.start(hub.broker, payloads, active.new_subscriber())
+            except BaseException:
+                hub.leave(response.subscription)  # the response never runs: nothing else would
+                raise
             response.on_close.append(lambda: active.end(registration))
         if requested:
             response.headers["Last-Event-ID"] = anchor  # 0.x

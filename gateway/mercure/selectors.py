@@ -62,11 +62,12 @@ def compile_matcher(kind: str, selector: str, base: str) -> Matcher:
 
 
 def _template(selector: str) -> Matcher:
+    if "{" not in selector:
+        return selector.__eq__  # a plain topic (the most common selector): compared as is
     try:
-        matches = compile_template(selector)
+        return compile_template(selector)
     except TemplateError:
         return selector.__eq__  # "a topic selector can be any string": then it is compared as is
-    return lambda topic: topic == selector or matches(topic)
 
 
 def _url_pattern(selector: str, base: str) -> Matcher:
@@ -85,4 +86,9 @@ def _url_pattern(selector: str, base: str) -> Matcher:
 
 
 def any_matches(matchers: Sequence[Matcher], topics: Iterable[str]) -> bool:
-    return any(matcher(topic) for topic in topics for matcher in matchers)
+    # Plain loops: this runs once per subscriber per update (no generator frame per call).
+    for topic in topics:
+        for matcher in matchers:
+            if matcher(topic):
+                return True
+    return False

@@ -85,9 +85,14 @@ class ActiveSubscriptions:
         documents = [subscription_document(k, s, subscriber, p) for k, s, p in selectors]
         put = {doc["id"]: orjson.dumps(doc) for doc in documents}
         self._documents.update(put)
-        await broker.put_records(GROUP, self.owner, put, [], self.ttl_ms)
-        await _announce(broker, documents)
-        return Registration(documents, subscriber)
+        registration = Registration(documents, subscriber)
+        try:
+            await broker.put_records(GROUP, self.owner, put, [], self.ttl_ms)
+            await _announce(broker, documents)
+        except BaseException:
+            self.end(registration)  # whatever got through is undone (or expires with us)
+            raise
+        return registration
 
     def end(self, registration: Registration) -> None:
         """Called when the stream closes (synchronously): the rest happens in a task."""
@@ -124,8 +129,10 @@ class ActiveSubscriptions:
         while True:
             await asyncio.sleep(self.ttl_ms / 3000)
             try:
-                # The whole set each time: records a peer wrongly reaped (we were late) come back.
-                await broker.put_records(GROUP, self.owner, dict(self._documents), [], self.ttl_ms)
+                # The whole set each time: records a peer wrongly reaped (we were late) come
+                # back, and any a failed write left behind go.
+                mine = dict(self._documents)
+                await broker.put_records(GROUP, self.owner, mine, [], self.ttl_ms, replace=True)
                 await self.reap(broker)
             except BrokerUnavailable as exc:
                 log.warning("mercure presence heartbeat failed: %s", exc)

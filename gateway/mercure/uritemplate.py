@@ -23,7 +23,7 @@ from typing import Final
 
 import re2
 
-__all__ = ["TemplateError", "compile_template"]
+__all__ = ["TemplateError", "TemplateMatcher", "compile_template"]
 
 _PCT: Final = r"%[0-9A-Fa-f]{2}"
 _UNRESERVED: Final = rf"(?:[A-Za-z0-9\-._~]|{_PCT})"
@@ -50,8 +50,35 @@ class TemplateError(ValueError):
     """The string is not a valid URI Template (it is then only ever compared exactly)."""
 
 
+class TemplateMatcher:
+    """A predicate telling whether a string is a possible expansion of a template.
+
+    Two shortcuts keep the per-subscriber cost of a non-matching topic small (the common case
+    when 10,000 subscribers each hold their own template): the template's literal prefix is
+    compared first, and the last answer is kept for the very same topic object, which every
+    subscriber sharing this (cached) matcher asks about in turn."""
+
+    __slots__ = ("_pattern", "_prefix", "_result", "_template", "_topic")
+
+    def __init__(self, template: str, prefix: str, pattern: str) -> None:
+        self._template = template  # matches itself too (0.x: "this allows comparing templates")
+        self._prefix = prefix
+        self._pattern = re2.compile(pattern)
+        self._topic: str | None = None
+        self._result = False
+
+    def __call__(self, topic: str) -> bool:
+        if topic is self._topic:
+            return self._result
+        result = topic.startswith(self._prefix) and (
+            topic == self._template or self._pattern.fullmatch(topic) is not None
+        )
+        self._topic, self._result = topic, result
+        return result
+
+
 def compile_template(template: str) -> Callable[[str], bool]:
-    """A predicate telling whether a string is a possible expansion of ``template``."""
+    """Raises TemplateError when ``template`` is no URI Template."""
     parts: list[str] = []
     position = 0
     for match in _EXPRESSION.finditer(template):
@@ -59,8 +86,9 @@ def compile_template(template: str) -> Callable[[str], bool]:
         parts.append(_expression(match[1]))
         position = match.end()
     parts.append(_literal(template[position:]))
-    pattern = re2.compile("".join(parts))
-    return lambda value: pattern.fullmatch(value) is not None
+    first = _EXPRESSION.search(template)
+    prefix = template[: first.start()] if first else template
+    return TemplateMatcher(template, prefix, "".join(parts))
 
 
 def _literal(text: str) -> str:

@@ -47,8 +47,11 @@ async def subscribe(
     token: str | None = None,
     last_event_id: str | None = None,
     cookies: dict[str, str] | None = None,
+    origin: str | None = None,
 ) -> AsyncIterator[SSEConnection]:
     headers = {"authorization": f"Bearer {token}"} if token else {}
+    if origin is not None:
+        headers["origin"] = origin
     client = client_for_loopback(timeout=httpx.Timeout(10.0, read=None), cookies=cookies)
     try:
         url = f"{base}{HUB}?{urlencode(params)}"

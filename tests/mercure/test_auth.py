@@ -149,3 +149,13 @@ async def test_stream_closes_at_the_tokens_exp(hub):
             pass  # keepalives until the gateway ends the stream
     assert 1.0 < time.monotonic() - started < 5.0
     await asyncio.sleep(0)
+
+
+async def test_weak_keys_only_with_the_setting(own_redis, start_gateway):
+    sample = "!ChangeThisMercureHubJWTSecretKey!"  # the reference hub's sample key
+    env = {"GATEWAY_MERCURE_PUBLISHER_JWT_KEY": sample, "GATEWAY_MERCURE_WEAK_JWT_KEYS": "true"}
+    hub = start_gateway(own_redis.url, env=env)
+    token = access_token(sample, [detail(["publish"], ("*", "exact"))])
+    assert (await publish(hub.url, token=token, topic=unique(), data="x")).status_code == 200
+    with pytest.raises(RuntimeError, match="exited"):
+        start_gateway(own_redis.url, env={"GATEWAY_MERCURE_PUBLISHER_JWT_KEY": sample})

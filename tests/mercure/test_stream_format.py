@@ -1,0 +1,45 @@
+"""The per-subscription Mercure format and filter, in-process on real hub events."""
+
+from __future__ import annotations
+
+from gateway.events import Event
+from gateway.mercure.auth import MercureGrant, Right
+from gateway.mercure.selectors import compile_matcher
+from gateway.mercure.stream import LOG, MercureFormat, MercureView
+from gateway.mercure.update import Update, encode_update
+
+BASE = "https://hub.test/.well-known/mercure"
+
+
+def _event(update: Update, seq: int = 1) -> Event:
+    return Event(LOG, f"{seq}-0", (seq, 0), "", encode_update(update))
+
+
+def _format(*selectors: str, readable: tuple[str, ...] = ()) -> MercureFormat:
+    rights = tuple(Right("template", s, compile_matcher("template", s, BASE)) for s in readable)
+    matchers = tuple(compile_matcher("template", s, BASE) for s in selectors)
+    return MercureFormat(MercureView(matchers, MercureGrant(subscribe=rights)))
+
+
+def test_frame_has_publisher_id_type_retry_and_one_data_line_per_line():
+    update = Update("urn:x:1", ("a",), "one\r\ntwo\rthree\nfour", type="t", retry=10)
+    frame = _format("a").event(_event(update), None)
+    assert frame == (
+        b"id: urn:x:1\nevent: t\ndata: one\ndata: two\ndata: three\ndata: four\nretry: 10\n\n"
+    )
+
+
+def test_filter_by_any_topic_and_private_by_any_readable_topic():
+    public = _event(Update("1", ("b", "alt/1"), "d"))
+    private = _event(Update("2", ("b", "alt/1"), "d", private=True), 2)
+    assert _format("alt/{id}").event(public, None)
+    assert not _format("c").event(public, None)
+    assert not _format("b").event(private, None)
+    assert _format("b", readable=("alt/{n}",)).event(private, None)
+
+
+def test_no_gap_events_and_no_id_preamble():
+    fmt = _format("a")
+    assert fmt.gap(LOG, "truncated", "1-0", "1-0") == b""
+    assert fmt.preamble(3000, "5-0") == b"retry: 3000\n\n"
+    assert not _format("a").event(Event(LOG, "9-0", (9, 0), "", b'{"not":"mercure"}'), None)
