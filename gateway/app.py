@@ -28,6 +28,7 @@ from gateway.cors import install_cors
 from gateway.hub import Hub
 from gateway.limits import StreamSlots
 from gateway.logs import RequestIdMiddleware
+from gateway.mercure import install_mercure
 from gateway.metrics import mark_worker_exited
 from gateway.sampling import Sampler
 from gateway.settings import Settings
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     install_cors(app, settings)
     app.add_middleware(RequestIdMiddleware)  # added last: the outermost middleware
     app.include_router(router)
+    install_mercure(app, settings)
     return app
 
 

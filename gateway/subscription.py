@@ -20,7 +20,7 @@ That is what makes "subscribe live first, then read history" free of gaps and du
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +72,7 @@ class Subscription:
         "_queue",
         "_waiter",
         "aborted",
+        "accepts",
         "channels",
         "close_reason",
         "direct_state",
@@ -94,9 +95,13 @@ class Subscription:
         max_messages: int,
         max_bytes: int,
         renderer: StreamFormat = SSE,
+        accepts: Callable[[Event], bool] | None = None,
     ) -> None:
         self.channels = channels
         self.renderer = renderer  # the bytes (SSE or NDJSON); the cursor logic is ours
+        # Which events this subscriber may see, when not all of its channels' (Mercure's per
+        # subscriber topics and rights): the hub asks before pushing, the replay before rendering.
+        self.accepts = accepts
         self.multi = len(channels) > 1
         self.ids: dict[str, str] = {}
         self._keys: dict[str, tuple[int, int]] = {}

@@ -22,7 +22,12 @@ from gateway.broker.shards import ShardedPipes, ShardedPubSub
 from gateway.broker.slots import SlotMap
 from gateway.settings import Settings
 from publisher.connect import RedisTarget, async_client, parse_redis_url
-from publisher.wire import PUBLISH_SCRIPT
+from publisher.wire import (
+    INDEXED_PUBLISH_SCRIPT,
+    PUBLISH_SCRIPT,
+    SHARDED_INDEXED_PUBLISH_SCRIPT,
+    SHARDED_PUBLISH_SCRIPT,
+)
 
 __all__ = ["create_broker"]
 
@@ -57,15 +62,21 @@ def create_broker(settings: Settings) -> RedisBroker:
     target = parse_redis_url(settings.redis_url)
     client = _command_client(target, settings)
     if target.mode == "cluster":
-        pubsub, pipes = _cluster_sides(target, settings)
-        return RedisBroker(client=client, pubsub=pubsub, publish_pipe=pipes, **common)
+        pubsub, pipes, indexed = _cluster_sides(target, settings)
+        return RedisBroker(
+            client=client, pubsub=pubsub, publish_pipe=pipes, indexed_pipe=indexed, **common
+        )
     pubsub_client = async_client(target, **PUBSUB_OPTIONS)
-    pipe = _publish_pipe(client, settings.redis_timeout, settings.publish_min_replicas)
+    pipe, indexed_pipe = (
+        _publish_pipe(client, script, settings.redis_timeout, settings.publish_min_replicas)
+        for script in (PUBLISH_SCRIPT, INDEXED_PUBLISH_SCRIPT)
+    )
     return RedisBroker(
         client=client,
         pubsub_connect=_connector(pubsub_client),
         extra_clients=[pubsub_client],
         publish_pipe=pipe,
+        indexed_pipe=indexed_pipe,
         **common,
     )
 
@@ -74,8 +85,11 @@ def create_broker(settings: Settings) -> RedisBroker:
 PUBSUB_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 2.0, "retry": Retry(NoBackoff(), 0)}
 
 
-def _cluster_sides(target: RedisTarget, settings: Settings) -> tuple[PubSub, ShardedPipes]:
-    """Sharded pub/sub and per-master publish pipes over one slot map, with the URL's auth."""
+def _cluster_sides(
+    target: RedisTarget, settings: Settings
+) -> tuple[PubSub, ShardedPipes, ShardedPipes]:
+    """Sharded pub/sub and per-master publish pipes (ours and Mercure's indexed publish) over one
+    slot map, with the URL's auth. Pipes connect on their first call."""
     options: dict[str, Any] = {
         **PUBSUB_OPTIONS,
         "username": target.username,
@@ -90,13 +104,17 @@ def _cluster_sides(target: RedisTarget, settings: Settings) -> tuple[PubSub, Sha
         ping_interval=settings.redis_ping_interval,
         subscribe_timeout=5.0,
     )
-    pipes = ShardedPipes(
-        slots,
-        options,
-        timeout=settings.redis_timeout,
-        min_replicas=settings.publish_min_replicas,
+    pipes, indexed = (
+        ShardedPipes(
+            slots,
+            options,
+            timeout=settings.redis_timeout,
+            min_replicas=settings.publish_min_replicas,
+            script=script,
+        )
+        for script in (SHARDED_PUBLISH_SCRIPT, SHARDED_INDEXED_PUBLISH_SCRIPT)
     )
-    return pubsub, pipes
+    return pubsub, pipes, indexed
 
 
 def _embedded_clients() -> tuple[Any, Any]:
@@ -122,9 +140,10 @@ def _command_client(target: RedisTarget, settings: Settings) -> Any:
     return redis.asyncio.Redis(connection_pool=pool)
 
 
-def _publish_pipe(client: Any, timeout: float, min_replicas: int) -> ScriptPipe:
-    """Publishes get a connection of their own, made the way the command client makes its
-    connections (same class and options: TLS, auth, database, Sentinel's master look-up)."""
+def _publish_pipe(client: Any, script: str, timeout: float, min_replicas: int) -> ScriptPipe:
+    """Publishes get a connection of their own (one per script, made on its first call) the way
+    the command client makes its connections (same class and options: TLS, auth, database,
+    Sentinel's master look-up)."""
     pool = client.connection_pool
 
     async def connect() -> Any:
@@ -137,7 +156,7 @@ def _publish_pipe(client: Any, timeout: float, min_replicas: int) -> ScriptPipe:
             raise
         return conn
 
-    return ScriptPipe(connect, PUBLISH_SCRIPT, timeout=timeout, min_replicas=min_replicas)
+    return ScriptPipe(connect, script, timeout=timeout, min_replicas=min_replicas)
 
 
 def _connector(pubsub_client: Any) -> Callable[[], Awaitable[Any]]:

@@ -32,7 +32,6 @@ from gateway.broker.slots import Address, SlotMap, connect_node
 from gateway.errors import BrokerUnavailable
 from gateway.metrics import REDIS_RECONNECTS
 from publisher.errors import BackendUnavailable
-from publisher.wire import SHARDED_PUBLISH_SCRIPT
 
 __all__ = ["ShardedPipes", "ShardedPubSub"]
 
@@ -210,12 +209,20 @@ def link_address(link: PubSubLink) -> Address:
 
 
 class ShardedPipes:
-    """One publish pipe per master; a publish ``MOVED`` away is sent once more to the new owner."""
+    """One pipe per master running ``script`` (a SPUBLISH one: publisher.wire); a publish
+    ``MOVED`` away is sent once more to the new owner."""
 
     def __init__(
-        self, slots: SlotMap, options: dict[str, Any], *, timeout: float, min_replicas: int
+        self,
+        slots: SlotMap,
+        options: dict[str, Any],
+        *,
+        timeout: float,
+        min_replicas: int,
+        script: str,
     ) -> None:
         self._slots = slots
+        self._script = script
         self._options = options
         self._timeout = timeout
         self._min_replicas = min_replicas
@@ -240,7 +247,7 @@ class ShardedPipes:
         if pipe is None:
             pipe = self._pipes[address] = ScriptPipe(
                 lambda: connect_node(address, self._options),
-                SHARDED_PUBLISH_SCRIPT,
+                self._script,
                 timeout=self._timeout,
                 min_replicas=self._min_replicas,
             )
