@@ -28,7 +28,7 @@ from gateway.mercure.parse import HUB_PATH
 from gateway.mercure.stream import LOG
 from gateway.mercure.update import Update, encode_update
 
-__all__ = ["ActiveSubscriptions", "Registration"]
+__all__ = ["ActiveSubscriptions", "Registration", "subscription_document", "subscription_event"]
 
 log = logging.getLogger("gateway.mercure")
 
@@ -146,11 +146,11 @@ class ActiveSubscriptions:
 async def _announce(broker: Broker, documents: list[dict[str, Any]]) -> None:
     if not documents:
         return
-    batch = [("", encode_update(_event(doc))) for doc in documents]
+    batch = [("", encode_update(subscription_event(doc))) for doc in documents]
     await broker.publish_indexed(LOG, batch)
 
 
-def _event(doc: dict[str, Any]) -> Update:
+def subscription_event(doc: dict[str, Any]) -> Update:
     draft = doc.get("type") == "subscription"
     return Update(
         id=f"urn:uuid:{uuid.uuid4()}",
