@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from tests.mercure.support import HUB, client_for_loopback, publish, subscribe, unique
@@ -76,3 +78,17 @@ async def test_unknown_match_parameter_is_refused(hub):
     async with client_for_loopback() as client:
         answer = await client.get(hub.url + HUB, params={"match_regex": "x"})
     assert answer.status_code == 400 and answer.json()["error"] == "unknown_matcher"
+
+
+async def test_keepalives_reach_a_subscriber_while_the_log_is_busy_with_updates_it_cannot_see(hub):
+    """Every Mercure update is an entry of the one log, so the log is busy whenever anyone
+    publishes; a subscriber that sees none of it is idle all the same (keepalive every 1 s)."""
+    seen, hidden = unique(), unique()
+    async with subscribe(hub.url, [("topic", seen)]) as stream:
+        for n in range(14):  # ~3.5 s of updates to another topic
+            await publish(hub.url, topic=hidden, data=str(n))
+            await asyncio.sleep(0.25)
+        await publish(hub.url, topic=seen, data="mine")
+        event = await stream.next_event()
+    assert event is not None and event.data == "mine"
+    assert stream.parser.comments.count("keepalive") >= 2

@@ -1,6 +1,8 @@
 """The hub on Redis Cluster: the log, its id index and the subscription records each share one
-hash tag, so every script and transaction stays in one slot. (Sentinel is standalone Redis behind
-a lookup: it passes the same test, but costs 30 s of this directory's budget; not run here.)"""
+hash tag, so every script and transaction stays in one slot; updates are published through the
+per-shard publish pipe and announced on the log's shard channel (sharded pub/sub). (Sentinel is
+standalone Redis behind a lookup: it passes the same test, but costs 30 s of this directory's
+budget; not run here.)"""
 
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ async def test_publish_resume_and_subscriptions(topology, start_gateway):
     ids = [(await publish(first.url, topic=topic, data=str(n))).text for n in range(3)]
     async with subscribe(second.url, [("topic", topic)], last_event_id=ids[0]) as stream:
         assert [event.data for event in await stream.collect(2)] == ["1", "2"]
+        # Live across replicas: the indexed publish's SPUBLISH twin, on the log's shard.
+        live = (await publish(first.url, topic=topic, data="3")).text
+        assert [(e.id, e.data) for e in await stream.collect(1)] == [(live, "3")]
         token = legacy_token(SUBSCRIBER_KEY, subscribe=[HUB + "/subscriptions{/rest*}"])
         async with client_for_loopback() as client:
             answer = await client.get(
