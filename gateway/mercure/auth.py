@@ -102,10 +102,16 @@ class MercureAuth:
     def from_settings(cls, settings: Settings) -> MercureAuth:
         weak = settings.mercure_weak_jwt_keys
         publisher = _keys(
-            settings.mercure_publisher_jwt_key, settings.mercure_publisher_jwt_alg, weak
+            "GATEWAY_MERCURE_PUBLISHER_JWT_KEY",
+            settings.mercure_publisher_jwt_key,
+            settings.mercure_publisher_jwt_alg,
+            weak,
         )
         subscriber = _keys(
-            settings.mercure_subscriber_jwt_key, settings.mercure_subscriber_jwt_alg, weak
+            "GATEWAY_MERCURE_SUBSCRIBER_JWT_KEY",
+            settings.mercure_subscriber_jwt_key,
+            settings.mercure_subscriber_jwt_alg,
+            weak,
         )
         return cls(
             publisher=publisher,
@@ -193,8 +199,9 @@ def _bearer(value: str | None) -> str | None:
     return token.strip()
 
 
-def _keys(value: Any, algorithms: str, weak: bool = False) -> KeySet | None:
-    """A key setting: a path to an existing file (PEM, JWKS, or a secret), else the secret."""
+def _keys(setting: str, value: Any, algorithms: str, weak: bool = False) -> KeySet | None:
+    """A key setting: a path to an existing file (PEM, JWKS, or a secret), else the secret;
+    refusals name ``setting``."""
     if value is None:
         return None
     text = value.get_secret_value()
@@ -211,7 +218,12 @@ def _keys(value: Any, algorithms: str, weak: bool = False) -> KeySet | None:
         )
     if path is None or not path.is_file():
         return load_keys(
-            secret=text, secret_file=None, public_key_file=None, jwks_file=None, algorithms=algs
+            secret=text,
+            secret_file=None,
+            public_key_file=None,
+            jwks_file=None,
+            algorithms=algs,
+            setting=setting,
         )
     head = path.read_bytes()[:64].lstrip()
     return load_keys(
@@ -220,6 +232,7 @@ def _keys(value: Any, algorithms: str, weak: bool = False) -> KeySet | None:
         public_key_file=path if head.startswith(b"-----BEGIN") else None,
         jwks_file=path if head.startswith(b"{") else None,
         algorithms=algs,
+        setting=setting,
     )
 
 
