@@ -15,21 +15,22 @@ from typing import Any
 from gateway.broker.link import REDIS_ERRORS
 from gateway.errors import BrokerUnavailable
 
-__all__ = ["Records"]
+__all__ = ["RedisRecords"]
 
 
-class Records:
-    def __init__(self, client: Any, key_prefix: str) -> None:
-        self._client = client
-        self._key_prefix = key_prefix
+class RedisRecords:
+    """The Broker's record methods (gateway.broker.base), for a broker with a redis-py client."""
 
-    def _keys(self, group: str, owner: str = "") -> tuple[str, str]:
+    _client: Any
+    _key_prefix: str
+
+    def _group_keys(self, group: str, owner: str = "") -> tuple[str, str]:
         return (
             f"{self._key_prefix}owners:{{{group}}}",
             f"{self._key_prefix}records:{{{group}}}:{owner}",
         )
 
-    async def put(
+    async def put_records(
         self,
         group: str,
         owner: str,
@@ -39,7 +40,7 @@ class Records:
         *,
         replace: bool = False,
     ) -> None:
-        owners, records = self._keys(group, owner)
+        owners, records = self._group_keys(group, owner)
         now_ms = int(time.time() * 1000)
         try:
             async with self._client.pipeline(transaction=True) as pipe:
@@ -56,27 +57,27 @@ class Records:
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"records write failed: {exc}") from exc
 
-    async def live(self, group: str) -> list[bytes]:
-        owners, _ = self._keys(group)
+    async def live_records(self, group: str) -> list[bytes]:
+        owners, _ = self._group_keys(group)
         found: list[bytes] = []
         try:
             alive = await self._client.zrangebyscore(owners, int(time.time() * 1000), "+inf")
             for owner in alive:
-                records = self._keys(group, owner.decode())[1]
+                records = self._group_keys(group, owner.decode())[1]
                 found.extend((await self._client.hgetall(records)).values())
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"records read failed: {exc}") from exc
         return found
 
     async def claim_dead(self, group: str) -> list[list[bytes]]:
-        owners, _ = self._keys(group)
+        owners, _ = self._group_keys(group)
         claimed: list[list[bytes]] = []
         try:
             dead = await self._client.zrangebyscore(owners, "-inf", int(time.time() * 1000))
             for owner in dead:
                 if await self._client.zrem(owners, owner) != 1:
                     continue  # another replica claimed it first
-                records = self._keys(group, owner.decode())[1]
+                records = self._group_keys(group, owner.decode())[1]
                 claimed.append(list((await self._client.hgetall(records)).values()))
                 await self._client.delete(records)
         except REDIS_ERRORS as exc:

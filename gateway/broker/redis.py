@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from gateway.broker.base import BrokerHandler, HistoryEntry
 from gateway.broker.link import REDIS_ERRORS, LinkEvents, PubSubLink
 from gateway.broker.pipe import ScriptPipe, pack_args
-from gateway.broker.records import Records
+from gateway.broker.records import RedisRecords
 from gateway.broker.shards import ShardedPipes
 from gateway.errors import BrokerUnavailable
 from gateway.metrics import PUBLISH_TIMER, REDIS_RECONNECTS
@@ -106,7 +106,9 @@ class SinglePubSub:
             self._recovery = asyncio.create_task(self._handler.on_reconnected(), name="recover")
 
 
-class RedisBroker:
+class RedisBroker(RedisRecords):
+    """The Broker (gateway.broker.base); its record methods are RedisRecords'."""
+
     def __init__(
         self,
         *,
@@ -141,7 +143,6 @@ class RedisBroker:
         # publisher.wire.INDEXED_PUBLISH_SCRIPT (Mercure): its pipe is of publish_pipe's kind.
         self._indexed_pipe = indexed_pipe
         self._indexed_script = client.register_script(INDEXED_PUBLISH_SCRIPT)
-        self._records = Records(client, key_prefix)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -243,26 +244,6 @@ class RedisBroker:
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"index read failed: {exc}") from exc
         return raw.decode() if raw is not None else None
-
-    # -- records with owners that must stay alive (gateway.broker.records) ------------------
-
-    async def put_records(
-        self,
-        group: str,
-        owner: str,
-        put: dict[str, bytes],
-        drop: list[str],
-        ttl_ms: int,
-        *,
-        replace: bool = False,
-    ) -> None:
-        await self._records.put(group, owner, put, drop, ttl_ms, replace=replace)
-
-    async def live_records(self, group: str) -> list[bytes]:
-        return await self._records.live(group)
-
-    async def claim_dead(self, group: str) -> list[list[bytes]]:
-        return await self._records.claim_dead(group)
 
     def _command(self, channel: str, batch: list[tuple[str, bytes]]) -> tuple[int, bytes]:
         """The publish script's key and arguments, packed: a channel's key and settings once

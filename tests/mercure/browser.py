@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.node_script import stop_script
+
 JS_DIR = Path(__file__).resolve().parents[1] / "e2e" / "js" / "mercure"
 Record = dict[str, Any]
 PAGE = JS_DIR / "page.html"
@@ -133,17 +135,4 @@ class NodeDriver:
         return "\n".join(self.lines[-80:])
 
     async def close(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            async with asyncio.timeout(20):
-                await self.proc.wait()
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await stop_script(self.proc, self._reader)

@@ -7,32 +7,16 @@
 // result} or {"type": "failed", seq, error}. Everything the page's EventSources see, and every
 // request and response of the hub, is printed as one JSON line. Exits when stdin closes.
 // Usage: node page.mjs '<config json>'  (config: pageUrl, hubPath, cookies, executablePath)
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import { openPage } from '../browser.mjs';
 
 const config = JSON.parse(process.argv[2]);
 const out = (record) => process.stdout.write(JSON.stringify(record) + '\n');
 const hubPath = config.hubPath ?? '/.well-known/mercure';
 const isHub = (url) => new URL(url).pathname.startsWith(hubPath);
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'sse-mercure-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: config.executablePath ?? '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const { page, close } = await openPage(config, out, 'sse-mercure-chromium-');
 try {
-  if (config.cookies?.length) await context.addCookies(config.cookies);
-  const page = context.pages()[0] ?? (await context.newPage());
-  await page.exposeFunction('report', out);
-  page.on('console', (message) => out({ type: 'console', text: message.text() }));
-  page.on('pageerror', (error) => out({ type: 'pageerror', text: String(error) }));
   // What the browser itself sent (Last-Event-ID, the cookie) and what the hub answered (CORS).
   page.on('request', async (request) => {
     if (!isHub(request.url())) return;
@@ -66,6 +50,5 @@ try {
     }
   }
 } finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
