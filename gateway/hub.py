@@ -19,11 +19,9 @@ keepalive, an item pushed by another feature, a paused socket) first moves it ba
 (:meth:`Hub.demote`), which brings its cursor up to the channel's: every event up to there was
 written to it.
 
-Filtered subscriptions (``Subscription.accepts``, Mercure's: topics and rights per subscriber) are
-never written to directly: each event is offered to ``accepts`` first and pushed only if taken, so
-what a subscriber will not see never fills its buffer, and a stream that received nothing stays
-idle for the heartbeat however busy its channel. Channels without them pay one empty-set test per
-event.
+Filtered subscriptions (``Subscription.accepts``: Mercure's) are never written directly; each
+event is pushed only if ``accepts`` takes it, so what one will not see never fills its buffer nor
+keeps it from the heartbeat. Channels without them pay one empty-set test per event.
 """
 
 from __future__ import annotations
