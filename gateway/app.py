@@ -39,6 +39,7 @@ from gateway.cors import install_cors
 from gateway.hub import Hub
 from gateway.limits import StreamSlots
 from gateway.logs import RequestIdMiddleware
+from gateway.mercure import install_mercure
 from gateway.metrics import mark_worker_exited
 from gateway.presence import Presence
 from gateway.presence_store import PresenceStore
@@ -125,6 +126,7 @@ def create_app(settings: Settings | None = None, *, tune_gc: bool = False) -> Fa
     app.include_router(history_router)
     app.include_router(console_router)
     install_openapi(app)
+    install_mercure(app, settings)
     return app
 
 

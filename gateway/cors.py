@@ -30,6 +30,6 @@ def install_cors(app: FastAPI, settings: Settings) -> None:
         allow_credentials=not wildcard,
         allow_methods=["GET", "POST"],
         allow_headers=list(ALLOWED_HEADERS),
-        expose_headers=["Retry-After"],
+        expose_headers=["Retry-After", "Link", "Last-Event-ID", "Mercure-Last-Event-ID"],
         max_age=PREFLIGHT_MAX_AGE,
     )

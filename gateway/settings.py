@@ -277,6 +277,30 @@ class Settings(BaseSettings):
     def console_enabled(self) -> bool:
         return self.embedded if self.console is None else self.console
 
+    # -- Mercure hub (gateway/mercure, README "Mercure hub") ---------------------------------
+    mercure: bool = Field(True, description="serve the Mercure protocol at /.well-known/mercure")
+    mercure_publisher_jwt_key: SecretStr | None = Field(
+        None, description="HMAC secret, or a PEM / JWKS / secret file path; unset: no publishing"
+    )
+    mercure_publisher_jwt_alg: str = Field("", description="comma-separated; default from key")
+    mercure_subscriber_jwt_key: SecretStr | None = Field(
+        None, description="as the publisher key; unset: the publisher key"
+    )
+    mercure_subscriber_jwt_alg: str = Field("", description="comma-separated; default from key")
+    mercure_weak_jwt_keys: bool = Field(
+        False, description="accept HMAC keys the weak-secret check refuses (test suites' keys)"
+    )
+    mercure_anonymous: bool = Field(False, description="subscribers without a token (public only)")
+    mercure_subscriptions: bool = Field(False, description="subscription events and API")
+    mercure_subscriptions_ttl: float = Field(
+        15.0, ge=0.3, description="a dead replica's subscriptions leave the API within this"
+    )
+    mercure_audience: str | None = Field(None, description="draft-08 tokens' aud must hold this")
+    mercure_issuer: str | None = Field(None, description="draft-08 tokens' iss must be this")
+    mercure_max_topics: int = Field(
+        64, ge=1, le=4096, description="most topics per update and selectors per subscription"
+    )
+
 
 _ORIGIN_RE = re.compile(
     r"https?://[A-Za-z0-9.\-]+(:\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:\d{1,5})?"

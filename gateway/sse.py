@@ -17,11 +17,11 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from gateway.broker.base import Broker
 from gateway.cursor import parse_last_event_id
-from gateway.events import SSE, durable_event
+from gateway.events import SSE, Event, StreamFormat, durable_event
 from gateway.hub import Hub
 from gateway.metrics import EVENTS_REPLAYED, RESUMES
 from gateway.ndjson import NDJSON, wants_ndjson
@@ -62,12 +62,18 @@ async def open_stream(
     expires_at: float | None = None,
     subject: str | None = None,
     presence: bool = False,
+    renderer: StreamFormat | None = None,
+    accepts: Callable[[Event], bool] | None = None,
 ) -> StreamResponse:
     """Join the hub at the client's positions; answer with the stream. Raises BrokerUnavailable.
 
     ``Accept: application/x-ndjson`` gets the same stream as NDJSON lines (:mod:`gateway.ndjson`).
+    ``renderer`` overrides that choice: another protocol's format on the same stream (Mercure's).
+    ``accepts`` filters what this subscriber sees, live and replayed (Subscription.accepts;
+    Mercure's topics and rights: gateway.mercure.stream).
     """
-    renderer = NDJSON if wants_ndjson(accept) else SSE
+    if renderer is None:
+        renderer = NDJSON if wants_ndjson(accept) else SSE
     parsed = parse_last_event_id(last_event_id, channels)
     plan = StreamPlan()
     plan.resume = dict(parsed.positions)
@@ -83,6 +89,7 @@ async def open_stream(
             renderer=renderer,
             subject=subject,
             presence=presence,
+            accepts=accepts,
         )
 
     subscription = await hub.join(channels, make_subscription)
@@ -142,7 +149,7 @@ async def _replay(
     for entry in replay.entries:
         key = parse_stream_id(entry.id)
         event = durable_event(channel, entry.id, key, entry.event, entry.data) if key else None
-        if event is not None:
+        if event is not None and (subscription.accepts is None or subscription.accepts(event)):
             items.append(event)
         if len(items) >= 500:
             yield subscription.render(items)

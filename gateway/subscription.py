@@ -20,7 +20,7 @@ That is what makes "subscribe live first, then read history" free of gaps and du
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,6 +72,7 @@ class Subscription:
         "_queue",
         "_waiter",
         "aborted",
+        "accepts",
         "channels",
         "close_reason",
         "direct_state",
@@ -98,11 +99,15 @@ class Subscription:
         renderer: StreamFormat = SSE,
         subject: str | None = None,
         presence: bool = False,
+        accepts: Callable[[Event], bool] | None = None,
     ) -> None:
         self.channels = channels
         self.subject = subject  # the token's sub: presence and revocation by subject
         self.presence = presence  # the client asked for gateway.join / gateway.leave events
         self.renderer = renderer  # the bytes (SSE or NDJSON); the cursor logic is ours
+        # Which events this subscriber may see, when not all of its channels' (Mercure's per
+        # subscriber topics and rights): the hub asks before pushing, the replay before rendering.
+        self.accepts = accepts
         self.multi = len(channels) > 1
         self.ids: dict[str, str] = {}
         self._keys: dict[str, tuple[int, int]] = {}

@@ -38,10 +38,12 @@ __all__ = [
     "DEFAULT_PUBSUB_PREFIX",
     "ENVELOPE_MAGIC",
     "EVENT_NAME_PATTERN",
+    "INDEXED_PUBLISH_SCRIPT",
     "MAX_CHANNEL_LENGTH",
     "PUBLISH_SCRIPT",
     "RESERVED_CHANNEL_PREFIX",
     "RESERVED_EVENT_PREFIX",
+    "SHARDED_INDEXED_PUBLISH_SCRIPT",
     "SHARDED_PUBLISH_SCRIPT",
     "ZERO_ID",
     "Envelope",
@@ -50,6 +52,7 @@ __all__ = [
     "decode_envelope",
     "encode_envelope",
     "encode_json",
+    "index_keys",
     "is_valid_channel",
     "is_valid_event_name",
     "parse_stream_id",
@@ -231,8 +234,48 @@ if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
 return ids
 """
 
-# The same script announcing with SPUBLISH (Redis >= 7.0), for Redis Cluster; ARGV[1] is then the
-# shard channel (publish_args(..., sharded=True)). Derived, so the two can never drift apart.
-SHARDED_PUBLISH_SCRIPT: Final = PUBLISH_SCRIPT.replace(
-    "redis.call('PUBLISH',", "redis.call('SPUBLISH',"
-)
+
+def _sharded(script: str) -> str:
+    """The same script announcing with SPUBLISH (Redis >= 7.0), for Redis Cluster; ARGV[1] is then
+    the shard channel (publish_args(..., sharded=True)). Derived, so the twins can never drift."""
+    assert script.count("redis.call('PUBLISH',") == 1
+    return script.replace("redis.call('PUBLISH',", "redis.call('SPUBLISH',")
+
+
+SHARDED_PUBLISH_SCRIPT: Final = _sharded(PUBLISH_SCRIPT)
+
+
+def index_keys(channel: str, key_prefix: str = DEFAULT_KEY_PREFIX) -> tuple[str, str]:
+    """The id index of a channel whose messages carry their own ids (INDEXED_PUBLISH_SCRIPT): a
+    hash (own id -> stream id) and the list of own ids in publish order that bounds it. Same
+    hash tag as the stream, so all three live in one Redis Cluster slot."""
+    return f"{key_prefix}index:{{{channel}}}", f"{key_prefix}order:{{{channel}}}"
+
+
+# KEYS[1] = stream key, KEYS[2], KEYS[3] = index_keys(channel). ARGV as for PUBLISH_SCRIPT, and
+# every message's data is a JSON object whose "i" member is the id its producer chose (Mercure's
+# update ids). The publish itself is PUBLISH_SCRIPT, word for word; then, in the same atomic step,
+# each own id is indexed to its stream id, so a client resuming from an own id is served from the
+# index on any gateway the moment it could have seen the message - never a scan of history. The
+# first message wins a reused id (the Mercure spec resolves a reused id to the earliest). The index
+# keeps the newest 2 * max_len + 100 ids, more than the stream keeps, so it never forgets an id
+# history still holds; an index hit whose entry history already trimmed is reported by the replay's
+# continuity check, as for any other position.
+_INDEX_TAIL: Final = """
+local cap = tonumber(ARGV[2]) * 2 + 100
+for n, id in ipairs(ids) do
+  local own = cjson.decode(ARGV[4 + 2 * n])['i']
+  if redis.call('HSETNX', KEYS[2], own, id) == 1 then redis.call('RPUSH', KEYS[3], own) end
+end
+while redis.call('LLEN', KEYS[3]) > cap do
+  redis.call('HDEL', KEYS[2], redis.call('LPOP', KEYS[3]))
+end
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  redis.call('PEXPIRE', KEYS[3], ttl)
+end
+return ids
+"""
+assert PUBLISH_SCRIPT.endswith("\nreturn ids\n")
+INDEXED_PUBLISH_SCRIPT: Final = PUBLISH_SCRIPT[: -len("return ids\n")] + _INDEX_TAIL.lstrip("\n")
+SHARDED_INDEXED_PUBLISH_SCRIPT: Final = _sharded(INDEXED_PUBLISH_SCRIPT)

@@ -130,9 +130,11 @@ def check_key_sources(
     public_key_file: Path | None,
     jwks_file: Path | None,
     algorithms: tuple[str, ...],
+    setting: str | None = None,
 ) -> None:
     """The rules that need no file: one source at most, a strong inline secret, algorithms that
-    fit the kind of key, and no algorithms without a key."""
+    fit the kind of key, and no algorithms without a key. ``setting``: the one setting all the
+    sources came from (a Mercure key), named in a refusal instead of ours."""
     given = [
         name
         for name, value in (
@@ -146,8 +148,8 @@ def check_key_sources(
     if len(given) > 1:
         raise KeyConfigError(f"configure one JWT key source, not {len(given)}: {', '.join(given)}")
     if secret:
-        with _about("GATEWAY_JWT_SECRET"):
-            _hmac(secret.encode(), "GATEWAY_JWT_SECRET", algorithms)
+        with _about(setting or "GATEWAY_JWT_SECRET"):
+            _hmac(secret.encode(), setting or "GATEWAY_JWT_SECRET", algorithms)
     elif secret_file is not None and algorithms:
         _only(algorithms, HMAC_ALGORITHMS, "a shared secret")
     elif (public_key_file is not None or jwks_file is not None) and algorithms:
@@ -163,27 +165,30 @@ def load_keys(
     public_key_file: Path | None,
     jwks_file: Path | None,
     algorithms: tuple[str, ...],
+    setting: str | None = None,
 ) -> KeySet | None:
-    """The configured key set, or ``None`` when no key is configured (auth off)."""
+    """The configured key set, or ``None`` when no key is configured (auth off). ``setting`` as
+    for :func:`check_key_sources`."""
     check_key_sources(
         secret=secret,
         secret_file=secret_file,
         public_key_file=public_key_file,
         jwks_file=jwks_file,
         algorithms=algorithms,
+        setting=setting,
     )
     if secret:
-        return _hmac(secret.encode(), "GATEWAY_JWT_SECRET", algorithms)
+        return _hmac(secret.encode(), setting or "GATEWAY_JWT_SECRET", algorithms)
     if secret_file is not None:
-        with _about("GATEWAY_JWT_SECRET_FILE"):
+        with _about(setting or "GATEWAY_JWT_SECRET_FILE"):
             # Files mounted from Kubernetes Secrets often end in a newline nobody meant.
             secret_bytes = _read(secret_file).rstrip(b"\r\n")
             return _hmac(secret_bytes, f"file {secret_file}", algorithms)
     if public_key_file is not None:
-        with _about("GATEWAY_JWT_PUBLIC_KEY_FILE"):
+        with _about(setting or "GATEWAY_JWT_PUBLIC_KEY_FILE"):
             return _public_key(public_key_file, algorithms)
     if jwks_file is not None:
-        with _about("GATEWAY_JWT_JWKS_FILE"):
+        with _about(setting or "GATEWAY_JWT_JWKS_FILE"):
             return _jwks(jwks_file, algorithms)
     return None
 

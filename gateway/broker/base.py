@@ -66,4 +66,31 @@ class Broker(Protocol):
         """Append ``(event, compact JSON)`` pairs atomically; return their ids in order. With
         ``idempotency``, a key seen within its window answers the first publish's ids instead."""
 
+    async def publish_indexed(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+        """As :meth:`publish`, each message's own id (the ``"i"`` member of its JSON object)
+        indexed to its stream id in the same atomic step (publisher.wire.INDEXED_PUBLISH_SCRIPT)."""
+
+    async def find_indexed(self, channel: str, own_id: str) -> str | None:
+        """The stream id of the first message published with ``own_id``; None if not indexed."""
+
+    async def put_records(
+        self,
+        group: str,
+        owner: str,
+        put: dict[str, bytes],
+        drop: list[str],
+        ttl_ms: int,
+        *,
+        replace: bool = False,
+    ) -> None:
+        """Write and delete ``owner``'s records in ``group`` (``replace``: ``put`` becomes the
+        whole set) and keep the owner alive for ``ttl_ms`` more, atomically."""
+
+    async def live_records(self, group: str) -> list[bytes]:
+        """The records of every owner of ``group`` still alive."""
+
+    async def claim_dead(self, group: str) -> list[list[bytes]]:
+        """The records of owners whose time ran out, each owner's claimed (and deleted) by
+        exactly one caller: whoever cleans up after a dead process does it once."""
+
     async def ping(self) -> bool: ...

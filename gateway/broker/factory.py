@@ -22,8 +22,13 @@ from gateway.broker.shards import ShardedPipes, ShardedPubSub
 from gateway.broker.slots import SlotMap
 from gateway.settings import Settings
 from publisher.connect import RedisTarget, async_client, parse_redis_url
-from publisher.idempotency import IDEMPOTENT_PUBLISH_SCRIPT
-from publisher.wire import PUBLISH_SCRIPT
+from publisher.idempotency import IDEMPOTENT_PUBLISH_SCRIPT, IDEMPOTENT_SHARDED_PUBLISH_SCRIPT
+from publisher.wire import (
+    INDEXED_PUBLISH_SCRIPT,
+    PUBLISH_SCRIPT,
+    SHARDED_INDEXED_PUBLISH_SCRIPT,
+    SHARDED_PUBLISH_SCRIPT,
+)
 
 __all__ = ["create_broker"]
 
@@ -58,25 +63,38 @@ def create_broker(settings: Settings) -> RedisBroker:
     target = parse_redis_url(settings.redis_url)
     client = _command_client(target, settings)
     if target.mode == "cluster":
-        pubsub, pipes = _cluster_sides(target, settings)
-        return RedisBroker(client=client, pubsub=pubsub, publish_pipe=pipes, **common)
+        pubsub, pipes, indexed = _cluster_sides(target, settings)
+        return RedisBroker(
+            client=client, pubsub=pubsub, publish_pipe=pipes, indexed_pipe=indexed, **common
+        )
     pubsub_client = async_client(target, **PUBSUB_OPTIONS)
-    pipe = _publish_pipe(client, settings.redis_timeout, settings.publish_min_replicas)
+    pipe, indexed_pipe = (
+        _publish_pipe(client, scripts, settings.redis_timeout, settings.publish_min_replicas)
+        for scripts in (PUBLISH_SCRIPTS, (INDEXED_PUBLISH_SCRIPT,))
+    )
     return RedisBroker(
         client=client,
         pubsub_connect=_connector(pubsub_client),
         extra_clients=[pubsub_client],
         publish_pipe=pipe,
+        indexed_pipe=indexed_pipe,
         **common,
     )
 
+
+# A publish pipe's scripts, by the index a call names: plain, and keyed (redis.KEYED).
+PUBLISH_SCRIPTS = (PUBLISH_SCRIPT, IDEMPOTENT_PUBLISH_SCRIPT)
+SHARDED_PUBLISH_SCRIPTS = (SHARDED_PUBLISH_SCRIPT, IDEMPOTENT_SHARDED_PUBLISH_SCRIPT)
 
 # Pub/sub connections carry no retries and no read timeout: the broker owns both.
 PUBSUB_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 2.0, "retry": Retry(NoBackoff(), 0)}
 
 
-def _cluster_sides(target: RedisTarget, settings: Settings) -> tuple[PubSub, ShardedPipes]:
-    """Sharded pub/sub and per-master publish pipes over one slot map, with the URL's auth."""
+def _cluster_sides(
+    target: RedisTarget, settings: Settings
+) -> tuple[PubSub, ShardedPipes, ShardedPipes]:
+    """Sharded pub/sub and per-master publish pipes (ours and Mercure's indexed publish) over one
+    slot map, with the URL's auth. Pipes connect on their first call."""
     options: dict[str, Any] = {
         **PUBSUB_OPTIONS,
         "username": target.username,
@@ -91,13 +109,17 @@ def _cluster_sides(target: RedisTarget, settings: Settings) -> tuple[PubSub, Sha
         ping_interval=settings.redis_ping_interval,
         subscribe_timeout=5.0,
     )
-    pipes = ShardedPipes(
-        slots,
-        options,
-        timeout=settings.redis_timeout,
-        min_replicas=settings.publish_min_replicas,
+    pipes, indexed = (
+        ShardedPipes(
+            slots,
+            options,
+            timeout=settings.redis_timeout,
+            min_replicas=settings.publish_min_replicas,
+            scripts=scripts,
+        )
+        for scripts in (SHARDED_PUBLISH_SCRIPTS, (SHARDED_INDEXED_PUBLISH_SCRIPT,))
     )
-    return pubsub, pipes
+    return pubsub, pipes, indexed
 
 
 def _embedded_clients() -> tuple[Any, Any]:
@@ -123,9 +145,12 @@ def _command_client(target: RedisTarget, settings: Settings) -> Any:
     return redis.asyncio.Redis(connection_pool=pool)
 
 
-def _publish_pipe(client: Any, timeout: float, min_replicas: int) -> ScriptPipe:
-    """Publishes get a connection of their own, made the way the command client makes its
-    connections (same class and options: TLS, auth, database, Sentinel's master look-up)."""
+def _publish_pipe(
+    client: Any, scripts: tuple[str, ...], timeout: float, min_replicas: int
+) -> ScriptPipe:
+    """Publishes get a connection of their own (one per script, made on its first call) the way
+    the command client makes its connections (same class and options: TLS, auth, database,
+    Sentinel's master look-up)."""
     pool = client.connection_pool
 
     async def connect() -> Any:
@@ -138,7 +163,6 @@ def _publish_pipe(client: Any, timeout: float, min_replicas: int) -> ScriptPipe:
             raise
         return conn
 
-    scripts = (PUBLISH_SCRIPT, IDEMPOTENT_PUBLISH_SCRIPT)  # by index: plain, keyed (redis.KEYED)
     return ScriptPipe(connect, *scripts, timeout=timeout, min_replicas=min_replicas)
 
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from gateway.broker.base import BrokerHandler, HistoryEntry
 from gateway.broker.link import REDIS_ERRORS, LinkEvents, PubSubLink
 from gateway.broker.pipe import ScriptPipe, pack_args
+from gateway.broker.records import RedisRecords
 from gateway.broker.shards import ShardedPipes
 from gateway.errors import BrokerUnavailable
 from gateway.metrics import PUBLISH_TIMER, REDIS_RECONNECTS
@@ -23,7 +24,15 @@ from publisher.client import AsyncPublisher
 from publisher.errors import PublishError
 from publisher.idempotency import Idempotency
 from publisher.idempotency import idempotency_key as key_for
-from publisher.wire import ZERO_ID, HistoryLimits, announce_channel, publish_args, stream_key
+from publisher.wire import (
+    INDEXED_PUBLISH_SCRIPT,
+    ZERO_ID,
+    HistoryLimits,
+    announce_channel,
+    index_keys,
+    publish_args,
+    stream_key,
+)
 
 __all__ = ["PubSub", "RedisBroker", "SinglePubSub"]
 
@@ -101,7 +110,9 @@ class SinglePubSub:
             self._recovery = asyncio.create_task(self._handler.on_reconnected(), name="recover")
 
 
-class RedisBroker:
+class RedisBroker(RedisRecords):
+    """The Broker (gateway.broker.base); its record methods are RedisRecords'."""
+
     def __init__(
         self,
         *,
@@ -114,6 +125,7 @@ class RedisBroker:
         ping_interval: float = 5.0,
         extra_clients: list[Any] | None = None,
         publish_pipe: ScriptPipe | ShardedPipes | None = None,
+        indexed_pipe: ScriptPipe | ShardedPipes | None = None,
     ) -> None:
         self._client = client
         self._extra_clients = extra_clients or []
@@ -132,6 +144,9 @@ class RedisBroker:
         self._sharded = isinstance(publish_pipe, ShardedPipes)
         self._heads: dict[str, tuple[int, bytes]] = {}
         self._history = history
+        # publisher.wire.INDEXED_PUBLISH_SCRIPT (Mercure): its pipe is of publish_pipe's kind.
+        self._indexed_pipe = indexed_pipe
+        self._indexed_script = client.register_script(INDEXED_PUBLISH_SCRIPT)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -162,8 +177,9 @@ class RedisBroker:
             log.warning("redis cluster not reachable yet: %s", exc)
 
     async def close(self) -> None:
-        if self._pipe is not None:
-            await self._pipe.close()
+        for pipe in (self._pipe, self._indexed_pipe):
+            if pipe is not None:
+                await pipe.close()
         await self._pubsub.close()
         for client in (self._client, *self._extra_clients):
             await client.aclose()
@@ -230,11 +246,36 @@ class RedisBroker:
         else:
             nargs, packed = self._keyed_command(channel, batch, idempotency)
             script = KEYED
-        if isinstance(self._pipe, ShardedPipes):
-            replies = await self._pipe.call(channel, nargs, packed, script)
-        else:
-            replies = await self._pipe.call(nargs, packed, script)
-        return [raw.decode() for raw in replies]
+        return [raw.decode() for raw in await _call(self._pipe, channel, nargs, packed, script)]
+
+    async def publish_indexed(self, channel: str, batch: list[tuple[str, bytes]]) -> list[str]:
+        # The same pipe kind as publish (per shard on a cluster, with its SPUBLISH twin), one of
+        # its own: a pipe runs one script. Rare next to ours, so nothing is cached per channel.
+        started = PUBLISH_TIMER.start()
+        keys = [stream_key(channel, self._key_prefix), *index_keys(channel, self._key_prefix)]
+        args = publish_args(
+            channel, batch, self._history, self._pubsub_prefix, sharded=self._sharded
+        )
+        try:
+            if self._indexed_pipe is None:
+                ids = await self._indexed_script(keys=keys, args=args)
+            else:
+                packed = pack_args(len(keys), *keys, *args)
+                ids = await _call(self._indexed_pipe, channel, 1 + len(keys) + len(args), packed)
+        except PublishError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"publish failed: {exc!r}") from exc
+        PUBLISH_TIMER.done(started, len(ids))
+        return [raw.decode() for raw in ids]
+
+    async def find_indexed(self, channel: str, own_id: str) -> str | None:
+        index, _ = index_keys(channel, self._key_prefix)
+        try:
+            raw = await self._client.hget(index, own_id)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"index read failed: {exc}") from exc
+        return raw.decode() if raw is not None else None
 
     def _keyed_command(
         self, channel: str, batch: list[tuple[str, bytes]], idempotency: Idempotency
@@ -286,6 +327,15 @@ class RedisBroker:
             return bool(await self._client.ping())
         except REDIS_ERRORS:
             return False
+
+
+async def _call(
+    pipe: ScriptPipe | ShardedPipes, channel: str, nargs: int, packed: bytes, script: int = 0
+) -> Any:
+    """Run a packed script call on ``pipe``; a cluster's pipes pick the channel's shard."""
+    if isinstance(pipe, ShardedPipes):
+        return await pipe.call(channel, nargs, packed, script)
+    return await pipe.call(nargs, packed, script)
 
 
 def _entry(entry_id: bytes, fields: dict[bytes, bytes]) -> HistoryEntry:

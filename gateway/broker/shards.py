@@ -32,11 +32,6 @@ from gateway.broker.slots import Address, SlotMap, connect_node
 from gateway.errors import BrokerUnavailable
 from gateway.metrics import REDIS_RECONNECTS
 from publisher.errors import BackendUnavailable
-from publisher.idempotency import IDEMPOTENT_SHARDED_PUBLISH_SCRIPT
-from publisher.wire import SHARDED_PUBLISH_SCRIPT
-
-# A cluster pipe's scripts, by the index a call names: plain, and keyed (Idempotency-Key).
-PUBLISH_SCRIPTS = (SHARDED_PUBLISH_SCRIPT, IDEMPOTENT_SHARDED_PUBLISH_SCRIPT)
 
 __all__ = ["ShardedPipes", "ShardedPubSub"]
 
@@ -214,19 +209,27 @@ def link_address(link: PubSubLink) -> Address:
 
 
 class ShardedPipes:
-    """One publish pipe per master; a publish ``MOVED`` away is sent once more to the new owner."""
+    """One pipe per master running ``script`` (a SPUBLISH one: publisher.wire); a publish
+    ``MOVED`` away is sent once more to the new owner."""
 
     def __init__(
-        self, slots: SlotMap, options: dict[str, Any], *, timeout: float, min_replicas: int
+        self,
+        slots: SlotMap,
+        options: dict[str, Any],
+        *,
+        timeout: float,
+        min_replicas: int,
+        scripts: tuple[str, ...],
     ) -> None:
         self._slots = slots
+        self._scripts = scripts
         self._options = options
         self._timeout = timeout
         self._min_replicas = min_replicas
         self._pipes: dict[Address, ScriptPipe] = {}
 
     async def call(self, channel: str, nargs: int, packed: bytes, script: int = 0) -> Any:
-        """``script``: 0 the publish script, 1 the idempotent one (:data:`PUBLISH_SCRIPTS`)."""
+        """``script``: the index of one of this pipe's scripts (gateway.broker.factory)."""
         try:
             return await self._pipe_for(channel).call(nargs, packed, script)
         except Redirected:
@@ -245,7 +248,7 @@ class ShardedPipes:
         if pipe is None:
             pipe = self._pipes[address] = ScriptPipe(
                 lambda: connect_node(address, self._options),
-                *PUBLISH_SCRIPTS,
+                *self._scripts,
                 timeout=self._timeout,
                 min_replicas=self._min_replicas,
             )

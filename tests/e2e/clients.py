@@ -14,7 +14,6 @@ Both fill one :class:`StreamLog` per stream; the tests hold those to the channel
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any, Protocol
 
 import httpx
 import httpx_sse
+
+from tests.support.node_script import stop_script
 
 E2E_DIR = Path(__file__).resolve().parent
 JS_DIR = E2E_DIR / "js"
@@ -146,20 +147,7 @@ class NodeClient:
         return "\n".join(self.lines[-60:])
 
     async def close(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            async with asyncio.timeout(20):
-                await self.proc.wait()
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+        await stop_script(self.proc, self._reader)
 
 
 class HttpxSseClient:

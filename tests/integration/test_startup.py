@@ -104,6 +104,11 @@ def _refusal(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
         ),
         ({"GATEWAY_JWT_SECRET": "changeme"}, "GATEWAY_JWT_SECRET: the JWT secret is 8 bytes", ""),
         (
+            {"GATEWAY_MERCURE_SUBSCRIBER_JWT_KEY": "changeme"},
+            "GATEWAY_MERCURE_SUBSCRIBER_JWT_KEY: the JWT secret is 8 bytes",
+            "",
+        ),
+        (
             {"GATEWAY_DRAIN_WINDOW": "30"},
             "GATEWAY_DRAIN_WINDOW must be shorter than GATEWAY_GRACEFUL_TIMEOUT",
             "",

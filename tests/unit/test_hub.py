@@ -127,3 +127,39 @@ async def test_drain_closes_every_stream_within_the_window(hub):
     hub.drain(0.1)
     await asyncio.sleep(0.2)
     assert all(s.close_reason == "shutdown" for s in subs) and hub.draining
+
+
+def _only_multiples_of_3(event) -> bool:
+    return orjson.loads(event.data)["n"] % 3 == 0
+
+
+async def test_a_filtered_subscription_buffers_only_what_it_accepts(hub, publisher):
+    """Subscription.accepts is asked before the push: what a subscriber will not see never counts
+    against its buffer (2 messages here, 6 published, 2 accepted: not closed as slow)."""
+    limits = {"max_messages": 2, "max_bytes": 1 << 20}
+    sub = await hub.join(
+        ("f",), lambda heads: Subscription(("f",), heads, **limits, accepts=_only_multiples_of_3)
+    )
+    for n in range(6):
+        await publisher.publish("f", {"n": n})
+    await asyncio.sleep(0.2)  # every message fanned out, nothing drained yet
+    assert sub.close_reason is None
+    assert _data(await _drain(sub, 0.2)) == [{"n": 0}, {"n": 3}]
+
+
+async def test_a_filtered_subscription_that_receives_nothing_gets_keepalives(broker, publisher):
+    hub = Hub(broker, unsubscribe_delay=0.05, replay_max=100)
+    sub = await hub.join(
+        ("busy",),
+        lambda heads: Subscription(
+            ("busy",), heads, max_messages=10, max_bytes=1 << 20, accepts=lambda e: False
+        ),
+    )
+    beat = asyncio.create_task(hub.run_heartbeat(0.05))
+    for n in range(12):  # the channel stays busy all along, with nothing this subscriber sees
+        await publisher.publish("busy", {"n": n})
+        await asyncio.sleep(0.02)
+    frames = await _drain(sub, 0.05)
+    beat.cancel()
+    await hub.close()
+    assert len(frames) >= 2 and all(f == b": keepalive\n\n" for f in frames)

@@ -2,10 +2,7 @@
 // not work here). Opens pages/streams.html at config.page, opens the EventSources listed in
 // config.streams and prints every open/message/error as one JSON line on stdout.
 // Exits when stdin closes. Usage: node chromium.mjs '<config json>'
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { openPage } from './browser.mjs';
 
 const config = JSON.parse(process.argv[2]);
 const out = (record) => process.stdout.write(JSON.stringify(record) + '\n');
@@ -15,21 +12,8 @@ const stdinClosed = new Promise((resolve) => {
   process.stdin.resume();
 });
 
-const userDataDir = mkdtempSync(join(tmpdir(), 'sse-e2e-chromium-'));
-const context = await chromium.launchPersistentContext(userDataDir, {
-  executablePath: config.executablePath ?? '/usr/bin/chromium',
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const { page, close } = await openPage(config, out, 'sse-e2e-chromium-');
 try {
-  if (config.cookies?.length) await context.addCookies(config.cookies);
-  const page = context.pages()[0] ?? (await context.newPage());
-  await page.exposeFunction('report', out);
-  page.on('console', (message) => out({ type: 'console', text: message.text() }));
-  page.on('pageerror', (error) => out({ type: 'pageerror', text: String(error) }));
   // What the browser itself sends on each (re)connection: the evidence of Last-Event-ID.
   page.on('request', async (request) => {
     if (!request.url().includes('/subscribe')) return;
@@ -41,6 +25,5 @@ try {
   out({ type: 'ready' });
   await stdinClosed;
 } finally {
-  await context.close();
-  rmSync(userDataDir, { recursive: true, force: true });
+  await close();
 }
