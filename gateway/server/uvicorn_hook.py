@@ -21,7 +21,7 @@ from gateway.server.protocol import HttpProtocol
 
 __all__ = ["TESTED", "UvicornHttp", "check_version"]
 
-TESTED = ("0.54.",)  # uvicorn versions the contract above was checked on
+TESTED = ("0.54.", "0.55.")  # uvicorn versions the contract above was checked on
 
 
 def check_version(version: str = uvicorn.__version__) -> None:
