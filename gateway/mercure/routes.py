@@ -40,7 +40,10 @@ def link_header(url: str) -> str:
 
 
 def mercure_router(auth: MercureAuth, active: ActiveSubscriptions | None) -> APIRouter:
-    router = APIRouter(tags=["mercure"])
+    # Not in our OpenAPI schema: the Mercure protocol's contract is Mercure's own specification
+    # (and its conformance suite, docs/mercure-conformance.md), whose form bodies, endless
+    # streams and JSON-LD answers an OpenAPI description would only approximate.
+    router = APIRouter(tags=["mercure"], include_in_schema=False)
 
     @router.get(HUB_PATH, dependencies=[Depends(stream_slot)])
     async def subscribe(request: Request, hub: HubDep, settings: SettingsDep) -> StreamResponse:
