@@ -361,6 +361,11 @@ class Hub:
         except BrokerUnavailable as exc:
             log.warning("recovering channel %s failed, retrying: %s", state.name, exc)
             return False
+        if head is not None and (parse_stream_id(head) or (0, 0)) > state.last_key:
+            # Nothing after ours, then a newer head: a publish landed between the two reads.
+            # That is no gap; read again (announcing one here once cost a resharding test).
+            state.resync_again = True
+            return True
         self._deliver_recovered(state, entries, head)
         if len(entries) == self._replay_max:
             state.resync_again = True  # more than one read's worth was missed
@@ -386,7 +391,10 @@ class Hub:
 
     def _announce_gap(self, state: ChannelState, reset_to: str) -> None:
         log.warning(
-            "channel %s: history no longer covers %s; gap signalled", state.name, state.last_id
+            "channel %s: history no longer covers %s (it continues from %s); gap signalled",
+            state.name,
+            state.last_id,
+            reset_to,
         )
         RECOVERIES.labels("gap").inc()
         state.advance(reset_to, parse_stream_id(reset_to) or (0, 0))

@@ -104,6 +104,29 @@ async def test_reconnect_recovers_everything_published_meanwhile(hub, broker, pu
     assert _data(await _drain(sub, 0.3)) == [{"n": n} for n in range(7)]
 
 
+async def test_a_publish_between_the_two_recovery_reads_is_no_gap(
+    hub, broker, publisher, monkeypatch
+):
+    """Recovery reads what follows our last id, then (finding nothing) the stream's head. A
+    publish landing between the two makes the head newer than ours: read again, no gap."""
+    sub = await hub.join(("race",), _factory(("race",)))
+    await publisher.publish("race", {"n": 0})
+    await asyncio.sleep(0.1)  # delivered: recovery starts from it
+    read, raced = broker.history, []
+
+    async def history_then_publish(channel: str, after: str, count: int) -> list:
+        entries = await read(channel, after, count)
+        if not raced:
+            raced.append(await publisher.publish(channel, {"n": 1}))
+        return entries
+
+    monkeypatch.setattr(broker, "history", history_then_publish)
+    await hub.on_reconnected()
+    frames = await _drain(sub, 0.3)
+    assert raced and not any(b"event: gateway.gap" in f for f in frames)
+    assert _data(frames) == [{"n": 0}, {"n": 1}]
+
+
 async def test_raw_publish_reaches_subscribers(hub, redis_client):
     sub = await hub.join(("raw",), _factory(("raw",)))
     await redis_client.publish("raw", b'{"plain":\n true}')
