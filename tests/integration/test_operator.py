@@ -35,7 +35,9 @@ ENV = {
 def token(sub: str, *, subscribe: tuple[str, ...] = ("*",), admin: tuple[str, ...] = ()) -> str:
     claims = {
         "sub": sub,
-        "exp": int(time.time()) + 300,
+        # A day: ADMIN below is minted at collection, possibly many minutes before its tests run
+        # (it once expired 10 minutes into a slow suite run).
+        "exp": int(time.time()) + 86400,
         "sse": {"subscribe": list(subscribe), "admin": list(admin)},
     }
     return jwt.encode(claims, SECRET, algorithm="HS256")
