@@ -6,9 +6,7 @@ script, the same streams and pub/sub, so there is one code path to keep correct.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio
@@ -16,6 +14,7 @@ import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from gateway.broker.connection import ClientConnection, Connect, cluster_endpoint, connector
 from gateway.broker.pipe import ScriptPipe
 from gateway.broker.redis import PubSub, RedisBroker
 from gateway.broker.shards import ShardedPipes, ShardedPubSub
@@ -67,15 +66,19 @@ def create_broker(settings: Settings) -> RedisBroker:
         return RedisBroker(
             client=client, pubsub=pubsub, publish_pipe=pipes, indexed_pipe=indexed, **common
         )
-    pubsub_client = async_client(target, **PUBSUB_OPTIONS)
+    connect = connector(target)
     pipe, indexed_pipe = (
-        _publish_pipe(client, scripts, settings.redis_timeout, settings.publish_min_replicas)
+        ScriptPipe(
+            connect,
+            *scripts,
+            timeout=settings.redis_timeout,
+            min_replicas=settings.publish_min_replicas,
+        )
         for scripts in (PUBLISH_SCRIPTS, (INDEXED_PUBLISH_SCRIPT,))
     )
     return RedisBroker(
         client=client,
-        pubsub_connect=_connector(pubsub_client),
-        extra_clients=[pubsub_client],
+        pubsub_connect=connect,
         publish_pipe=pipe,
         indexed_pipe=indexed_pipe,
         **common,
@@ -86,25 +89,17 @@ def create_broker(settings: Settings) -> RedisBroker:
 PUBLISH_SCRIPTS = (PUBLISH_SCRIPT, IDEMPOTENT_PUBLISH_SCRIPT)
 SHARDED_PUBLISH_SCRIPTS = (SHARDED_PUBLISH_SCRIPT, IDEMPOTENT_SHARDED_PUBLISH_SCRIPT)
 
-# Pub/sub connections carry no retries and no read timeout: the broker owns both.
-PUBSUB_OPTIONS: dict[str, Any] = {"socket_connect_timeout": 2.0, "retry": Retry(NoBackoff(), 0)}
-
 
 def _cluster_sides(
     target: RedisTarget, settings: Settings
 ) -> tuple[PubSub, ShardedPipes, ShardedPipes]:
     """Sharded pub/sub and per-master publish pipes (ours and Mercure's indexed publish) over one
     slot map, with the URL's auth. Pipes connect on their first call."""
-    options: dict[str, Any] = {
-        **PUBSUB_OPTIONS,
-        "username": target.username,
-        "password": target.password,
-        "ssl": target.tls,
-    }
-    slots = SlotMap(target.hosts, options)
+    endpoint = cluster_endpoint(target)
+    slots = SlotMap(target.hosts, endpoint)
     pubsub = ShardedPubSub(
         slots,
-        options,
+        endpoint,
         prefix=settings.pubsub_prefix,
         ping_interval=settings.redis_ping_interval,
         subscribe_timeout=5.0,
@@ -112,7 +107,7 @@ def _cluster_sides(
     pipes, indexed = (
         ShardedPipes(
             slots,
-            options,
+            endpoint,
             timeout=settings.redis_timeout,
             min_replicas=settings.publish_min_replicas,
             scripts=scripts,
@@ -145,41 +140,16 @@ def _command_client(target: RedisTarget, settings: Settings) -> Any:
     return redis.asyncio.Redis(connection_pool=pool)
 
 
-def _publish_pipe(
-    client: Any, scripts: tuple[str, ...], timeout: float, min_replicas: int
-) -> ScriptPipe:
-    """Publishes get a connection of their own (one per script, made on its first call) the way
-    the command client makes its connections (same class and options: TLS, auth, database,
-    Sentinel's master look-up)."""
-    pool = client.connection_pool
+def _connector(pubsub_client: Any) -> Connect:
+    """The embedded store's pub/sub connection (fakeredis: no socket to own)."""
 
-    async def connect() -> Any:
-        conn = pool.connection_class(**pool.connection_kwargs)
-        try:
-            async with asyncio.timeout(min(timeout, 2.0)):  # not wait_for: see RedisBroker.close
-                await conn.connect()
-        except BaseException:
-            await conn.disconnect()
-            raise
-        return conn
-
-    return ScriptPipe(connect, *scripts, timeout=timeout, min_replicas=min_replicas)
-
-
-def _connector(pubsub_client: Any) -> Callable[[], Awaitable[Any]]:
-    async def connect() -> Any:
+    async def connect() -> ClientConnection:
         pool = pubsub_client.connection_pool
         conn = await pool.get_connection()
         # This pool serves nothing but the broker's single pub/sub connection, so handing the
         # connection back at once lets the next reconnect reuse the same object.
         await pool.release(conn)
-        try:
-            # Bounded: a hung Redis accepts the TCP connection but never answers the handshake.
-            async with asyncio.timeout(5.0):  # not wait_for: see RedisBroker.close
-                await conn.connect()
-        except BaseException:
-            await conn.disconnect()
-            raise
-        return conn
+        await conn.connect()
+        return ClientConnection(conn)
 
     return connect

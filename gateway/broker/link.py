@@ -2,7 +2,7 @@
 
 Divergences from the obvious, on purpose:
 
-* The connection is a bare redis-py ``Connection`` read by one reader task, not
+* The connection is our own (gateway.broker.connection) read by one reader task, not
   ``redis.asyncio.client.PubSub`` (nor its cluster twin, ``ClusterPubSub``): those reconnect and
   resubscribe silently, and we must *know* about every reconnect (readiness, metrics, and above
   all recovery of what was missed meanwhile from history). They also cost several awaits of
@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import hiredis
 import redis.exceptions
 
-from gateway.broker.replies import read_replies
+from gateway.broker.connection import Connect, Link, pack_command
 from gateway.errors import BrokerUnavailable
 from publisher.backoff import Backoff
 
@@ -39,6 +39,7 @@ log = logging.getLogger("gateway.broker")
 # asyncio raises RuntimeError for a write on a transport redis-py has just closed (a failover).
 REDIS_ERRORS = (redis.exceptions.RedisError, OSError, asyncio.TimeoutError, RuntimeError)
 SUBSCRIBE_CHUNK = 500
+PING = pack_command("PING")
 
 
 def _ignore(*_: Any) -> None:
@@ -72,7 +73,7 @@ class PubSubLink:
     def __init__(
         self,
         *,
-        connect: Callable[[], Awaitable[Any]],
+        connect: Connect,
         events: LinkEvents,
         prefix: str,
         sharded: bool = False,
@@ -149,7 +150,7 @@ class PubSubLink:
             finally:
                 self._on_disconnected()
                 if conn is not None:
-                    await _disconnect_quietly(conn)
+                    await conn.close()
             await asyncio.sleep(backoff.next_delay())
 
     def _on_connected(self, first: bool) -> None:
@@ -174,7 +175,7 @@ class PubSubLink:
                     waiter.set_exception(BrokerUnavailable(reason))
         self._waiters.clear()
 
-    async def _serve(self, conn: Any) -> None:
+    async def _serve(self, conn: Link) -> None:
         """Run the connection's reader, syncer and pinger until one ends or Redis goes quiet.
 
         Liveness is judged here, not in the pinger: a task stuck in a write could not judge it.
@@ -210,10 +211,10 @@ class PubSubLink:
         channel = name.decode()[len(self._prefix) :]
         return channel[1:-1] if self._sharded else channel  # shard channels are "{C}"
 
-    async def _read_loop(self, conn: Any) -> None:
+    async def _read_loop(self, conn: Link) -> None:
         loop = asyncio.get_running_loop()
         protocol = self._protocol
-        async for replies in read_replies(conn):
+        async for replies in conn.replies():
             self._last_seen = loop.time()
             on_message = self.events.on_message
             for reply in replies:
@@ -257,7 +258,7 @@ class PubSubLink:
             self._confirmed.discard(channel)
             self.events.on_moved(channel)
 
-    async def _sync_loop(self, conn: Any) -> None:
+    async def _sync_loop(self, conn: Link) -> None:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
@@ -269,20 +270,20 @@ class PubSubLink:
             await self._send(conn, self._protocol.subscribe, add)
             await self._send(conn, self._protocol.unsubscribe, drop)
 
-    async def _send(self, conn: Any, command: str, channels: list[str]) -> None:
+    async def _send(self, conn: Link, command: str, channels: list[str]) -> None:
         if self._sharded:
             names = [f"{self._prefix}{{{c}}}" for c in channels]
             if names:
-                await conn.send_packed_command(conn.pack_commands([(command, n) for n in names]))
+                await conn.send(b"".join(pack_command(command, n) for n in names))
             return
         for start in range(0, len(channels), SUBSCRIBE_CHUNK):
             names = [self._prefix + c for c in channels[start : start + SUBSCRIBE_CHUNK]]
-            await conn.send_command(command, *names)
+            await conn.send(pack_command(command, *names))
 
-    async def _ping_loop(self, conn: Any) -> None:
+    async def _ping_loop(self, conn: Link) -> None:
         while True:  # every answer (or message) refreshes _last_seen, which _serve watches
             await asyncio.sleep(self._ping_interval)
-            await conn.send_command("PING")
+            await conn.send(PING)
 
     # -- wanting channels --------------------------------------------------------------------
 
@@ -317,10 +318,3 @@ class PubSubLink:
                 waiters = self._waiters.get(channel, [])
                 if waiter in waiters:
                     waiters.remove(waiter)
-
-
-async def _disconnect_quietly(conn: Any) -> None:
-    try:
-        await conn.disconnect()
-    except Exception:
-        log.debug("error while dropping the pub/sub connection", exc_info=True)

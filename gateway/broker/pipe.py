@@ -7,9 +7,8 @@ in one event-loop iteration goes out in one write, and one reader task settles t
 order, as many per socket read as have arrived. No delay is added: the flush runs on the very
 next iteration, and a lone call goes out on its own.
 
-redis-py still makes each connection (TCP, TLS or unix socket; AUTH, SELECT, HELLO; Sentinel's
-look-up of the master), so every URL the gateway takes works the same. After the handshake the
-pipe reads and writes the connection's streams itself.
+The connection is a :class:`~gateway.broker.connection.RedisConnection` (TCP, TLS or unix socket,
+AUTH and SELECT; Sentinel's look-up of the master), which the pipe writes and reads in bulk.
 
 Failure semantics (the HTTP publish answers 503 for each):
 
@@ -43,14 +42,13 @@ from typing import Any
 
 import hiredis
 
-from gateway.broker.replies import read_replies
+from gateway.broker.connection import RedisConnection, pack_args
 from publisher.errors import BackendUnavailable, PublishError
 
-__all__ = ["Redirected", "ScriptPipe", "pack_args"]
+__all__ = ["Redirected", "ScriptPipe"]
 
 log = logging.getLogger("gateway.broker")
 
-Arg = str | bytes | int
 REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
 _NOTHING: Any = object()
 
@@ -59,22 +57,9 @@ class Redirected(BackendUnavailable):
     """A cluster node refused the call for a slot it does not serve (yet): Redis did not run it."""
 
 
-def _bulk(arg: Arg) -> bytes:
-    if isinstance(arg, str):
-        arg = arg.encode()
-    elif isinstance(arg, int):
-        arg = b"%d" % arg
-    return b"$%d\r\n%s\r\n" % (len(arg), arg)
-
-
 def _heads(script: bytes) -> tuple[bytes, bytes]:
     sha = hashlib.sha1(script, usedforsecurity=False).hexdigest()
-    return _bulk("EVALSHA") + _bulk(sha), _bulk("EVAL") + _bulk(script)
-
-
-def pack_args(*args: Arg) -> bytes:
-    """RESP bulk strings: ``pack_args("PING", 1) == b"$4\\r\\nPING\\r\\n$1\\r\\n1\\r\\n"``."""
-    return b"".join(map(_bulk, args))
+    return pack_args("EVALSHA", sha), pack_args("EVAL", script)
 
 
 class _Call:
@@ -121,35 +106,24 @@ class _Wait:
 
 
 class _Link:
-    """One live connection: redis-py's object (it owns the socket) and its two streams."""
+    """One live connection and the task reading its replies."""
 
-    __slots__ = ("conn", "reader", "task", "writer")
+    __slots__ = ("conn", "task")
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: RedisConnection) -> None:
         self.conn = conn
-        self.reader: asyncio.StreamReader = conn._reader
-        self.writer: asyncio.StreamWriter = conn._writer
         self.task: asyncio.Task[None] | None = None
-
-    def usable(self) -> bool:
-        return not (self.writer.transport.is_closing() or self.reader.at_eof())
-
-    def close(self) -> asyncio.Task[None]:
-        self.writer.transport.abort()  # a hung peer would never take the buffered bytes
-        # redis-py forgets the socket (and does not warn about it later) in its own disconnect.
-        return asyncio.create_task(self.conn.disconnect(nowait=True))
 
 
 class ScriptPipe:
     """``await pipe.call(nargs, packed)`` runs ``script`` (EVALSHA, EVAL when Redis lacks it).
 
-    ``connect`` returns a connected redis-py asyncio ``Connection`` over a real socket (not
-    fakeredis: the pipe reads the bytes itself).
+    ``connect`` returns an open :class:`RedisConnection`.
     """
 
     def __init__(
         self,
-        connect: Callable[[], Awaitable[Any]],
+        connect: Callable[[], Awaitable[RedisConnection]],
         *scripts: str,
         timeout: float,
         min_replicas: int = 0,
@@ -167,7 +141,6 @@ class ScriptPipe:
         self._link: _Link | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._stall: asyncio.TimerHandle | None = None
-        self._closing: set[asyncio.Task[None]] = set()
 
     async def call(self, nargs: int, packed: bytes, script: int = 0) -> Any:
         """The reply of the pipe's ``script`` (index) for ``packed`` = :func:`pack_args` of
@@ -186,7 +159,6 @@ class ScriptPipe:
         queued, self._queued = self._queued, []
         for call in queued:
             call.settle(BackendUnavailable("the gateway is shutting down"))
-        await asyncio.gather(*self._closing, return_exceptions=True)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -201,7 +173,7 @@ class ScriptPipe:
         if not self._queued or self._connecting is not None:
             return  # the connect's end flushes
         link = self._link
-        if link is not None and not link.usable():
+        if link is not None and not link.conn.usable():
             self._drop(link, "redis closed the connection")
             link = None
         if link is None:
@@ -214,7 +186,7 @@ class ScriptPipe:
             parts += (b"*%d\r\n" % (call.nargs + 2), head, call.packed)
         if self._min_replicas:
             parts.append(self._wait_command)
-        link.writer.write(b"".join(parts))
+        link.conn.write(b"".join(parts))
         loop = asyncio.get_running_loop()
         now = loop.time()
         for call in calls:
@@ -244,7 +216,7 @@ class ScriptPipe:
 
     async def _read(self, link: _Link) -> None:
         try:
-            async for replies in read_replies(link.conn):
+            async for replies in link.conn.replies():
                 for reply in replies:
                     self._settle(reply)
         except Exception as exc:
@@ -294,9 +266,7 @@ class ScriptPipe:
         self._link = None
         if not quiet:
             log.warning("publish connection dropped: %s", reason)
-        closing = link.close()
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
+        link.conn.abort()  # a hung peer would never take the buffered bytes
         if link.task is not None and link.task is not asyncio.current_task():
             link.task.cancel()
         if self._stall is not None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from gateway.broker.base import BrokerHandler, HistoryEntry
+from gateway.broker.connection import Connect, pack_args
 from gateway.broker.link import REDIS_ERRORS, LinkEvents, PubSubLink
-from gateway.broker.pipe import ScriptPipe, pack_args
+from gateway.broker.pipe import ScriptPipe
 from gateway.broker.records import RedisRecords
 from gateway.broker.shards import ShardedPipes
 from gateway.errors import BrokerUnavailable
@@ -62,9 +62,7 @@ class PubSub(Protocol):
 class SinglePubSub:
     """One pub/sub connection for the whole process; every reconnect starts a recovery."""
 
-    def __init__(
-        self, connect: Callable[[], Awaitable[Any]], *, prefix: str, ping_interval: float
-    ) -> None:
+    def __init__(self, connect: Connect, *, prefix: str, ping_interval: float) -> None:
         self._handler: BrokerHandler | None = None
         self._link = PubSubLink(
             connect=connect,
@@ -120,7 +118,7 @@ class RedisBroker(RedisRecords):
         key_prefix: str,
         pubsub_prefix: str,
         history: HistoryLimits,
-        pubsub_connect: Callable[[], Awaitable[Any]] | None = None,
+        pubsub_connect: Connect | None = None,
         pubsub: PubSub | None = None,
         ping_interval: float = 5.0,
         extra_clients: list[Any] | None = None,

@@ -26,9 +26,10 @@ import logging
 from typing import Any
 
 from gateway.broker.base import BrokerHandler
+from gateway.broker.connection import Endpoint, RedisConnection
 from gateway.broker.link import LinkEvents, PubSubLink
 from gateway.broker.pipe import Redirected, ScriptPipe
-from gateway.broker.slots import Address, SlotMap, connect_node
+from gateway.broker.slots import Address, SlotMap
 from gateway.errors import BrokerUnavailable
 from gateway.metrics import REDIS_RECONNECTS
 from publisher.errors import BackendUnavailable
@@ -44,14 +45,14 @@ class ShardedPubSub:
     def __init__(
         self,
         slots: SlotMap,
-        options: dict[str, Any],
+        endpoint: Endpoint,
         *,
         prefix: str,
         ping_interval: float,
         subscribe_timeout: float,
     ) -> None:
         self._slots = slots
-        self._options = options
+        self._endpoint = endpoint
         self._prefix = prefix
         self._ping_interval = ping_interval
         self._subscribe_timeout = subscribe_timeout
@@ -137,7 +138,7 @@ class ShardedPubSub:
 
     def _new_link(self, address: Address) -> PubSubLink:
         link = PubSubLink(
-            connect=lambda: connect_node(address, self._options),
+            connect=lambda: RedisConnection.open(self._endpoint.at(address)),
             prefix=self._prefix,
             sharded=True,
             ping_interval=self._ping_interval,
@@ -215,7 +216,7 @@ class ShardedPipes:
     def __init__(
         self,
         slots: SlotMap,
-        options: dict[str, Any],
+        endpoint: Endpoint,
         *,
         timeout: float,
         min_replicas: int,
@@ -223,7 +224,7 @@ class ShardedPipes:
     ) -> None:
         self._slots = slots
         self._scripts = scripts
-        self._options = options
+        self._endpoint = endpoint
         self._timeout = timeout
         self._min_replicas = min_replicas
         self._pipes: dict[Address, ScriptPipe] = {}
@@ -247,7 +248,7 @@ class ShardedPipes:
         pipe = self._pipes.get(address)
         if pipe is None:
             pipe = self._pipes[address] = ScriptPipe(
-                lambda: connect_node(address, self._options),
+                lambda: RedisConnection.open(self._endpoint.at(address), min(self._timeout, 2.0)),
                 *self._scripts,
                 timeout=self._timeout,
                 min_replicas=self._min_replicas,

@@ -16,12 +16,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-import redis.asyncio
 from redis.crc import key_slot
 
+from gateway.broker.connection import Endpoint, RedisConnection
 from gateway.broker.link import REDIS_ERRORS
 
-__all__ = ["Address", "SlotMap", "channel_slot", "connect_node"]
+__all__ = ["Address", "SlotMap", "channel_slot"]
 
 log = logging.getLogger("gateway.broker")
 
@@ -34,26 +34,10 @@ def channel_slot(channel: str) -> int:
     return key_slot(b"{" + channel.encode() + b"}")
 
 
-async def connect_node(address: Address, options: dict[str, Any]) -> Any:
-    """A connected redis-py asyncio ``Connection`` to one node (``ssl=True`` for TLS).
-
-    Bounded: a hung node accepts the TCP connection but never answers the handshake."""
-    options = dict(options)
-    cls = redis.asyncio.SSLConnection if options.pop("ssl", False) else redis.asyncio.Connection
-    conn = cls(host=address[0], port=address[1], **options)
-    try:
-        async with asyncio.timeout(5.0):
-            await conn.connect()  # type: ignore[no-untyped-call]
-    except BaseException:
-        await conn.disconnect()
-        raise
-    return conn
-
-
 class SlotMap:
-    def __init__(self, seeds: list[Address], connection_options: dict[str, Any]) -> None:
+    def __init__(self, seeds: list[Address], endpoint: Endpoint) -> None:
         self._known: list[Address] = list(seeds)
-        self._options = connection_options
+        self._endpoint = endpoint  # auth and TLS, for any node
         self._owners: list[Address | None] = [None] * SLOTS
         self._refreshing: asyncio.Task[bool] | None = None
         self.listeners: list[Callable[[], None]] = []
@@ -104,13 +88,15 @@ class SlotMap:
         return False
 
     async def _ask(self, address: Address) -> Any:
-        conn = await connect_node(address, self._options)
+        conn = await RedisConnection.open(self._endpoint.at(address), within=2.0)
         try:
             async with asyncio.timeout(2.0):  # not wait_for: see PubSubLink.close
-                await conn.send_command("CLUSTER", "SLOTS")
-                return await conn.read_response()  # the raw reply: no redis-py parsing
+                reply = await conn.command("CLUSTER", "SLOTS")
         finally:
-            await conn.disconnect()
+            await conn.close()
+        if isinstance(reply, Exception):
+            raise ConnectionError(f"CLUSTER SLOTS refused: {reply}")
+        return reply
 
     def _load(self, reply: Any) -> bool:
         owners: list[Address | None] = [None] * SLOTS

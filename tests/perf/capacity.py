@@ -35,7 +35,7 @@ from typing import Any
 
 import hiredis
 
-from gateway.broker.pipe import pack_args
+from gateway.broker.connection import pack_args
 from publisher.wire import (
     PUBLISH_SCRIPT,
     SHARDED_PUBLISH_SCRIPT,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import fakeredis
 import pytest
 
+from gateway.broker.connection import ClientConnection
 from gateway.broker.redis import RedisBroker
 from gateway.hub import Hub
 from publisher import AsyncPublisher
@@ -26,7 +27,7 @@ async def broker(fake_server: fakeredis.FakeServer) -> AsyncIterator[RedisBroker
     async def connect():
         conn = await pubsub_client.connection_pool.get_connection()
         await conn.connect()
-        return conn
+        return ClientConnection(conn)
 
     broker = RedisBroker(
         client=client,
