@@ -22,7 +22,9 @@ Failure semantics (the HTTP publish answers 503 for each):
 * ``READONLY`` (a Sentinel failover turned our node into a replica): the call fails and the
   connection is dropped, so the next one asks Sentinel for the new master.
 * ``MOVED``/``ASK``/``TRYAGAIN``/``CLUSTERDOWN`` (a cluster slot moved or is moving): the call
-  fails with :class:`Redirected`; Redis did not run it, so the caller may send it elsewhere.
+  fails with :class:`Redirected` (naming the node, for ``ASK``); Redis did not run it, so the
+  caller may send it elsewhere: ``asking=True`` sends it preceded by ``ASKING``, as an ``ASK``
+  redirection requires.
 
 ``min_replicas`` (GATEWAY_PUBLISH_MIN_REPLICAS): each flush is followed by one
 ``WAIT min_replicas wait_ms`` on the same connection, which covers every write before it; the
@@ -42,7 +44,7 @@ from typing import Any
 
 import hiredis
 
-from gateway.broker.connection import RedisConnection, pack_args
+from gateway.broker.connection import RedisConnection, pack_args, pack_command
 from publisher.errors import BackendUnavailable, PublishError
 
 __all__ = ["Redirected", "ScriptPipe"]
@@ -54,7 +56,33 @@ _NOTHING: Any = object()
 
 
 class Redirected(BackendUnavailable):
-    """A cluster node refused the call for a slot it does not serve (yet): Redis did not run it."""
+    """A cluster node refused the call for a slot it does not serve (yet): Redis did not run it.
+
+    ``ask``: for ``ASK <slot> <host>:<port>`` (the slot is migrating and the key has left), the
+    node to send this one call to, preceded by ``ASKING``."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"redis redirected the publish: {message}")
+        self.ask: tuple[str, int] | None = None
+        words = message.split()
+        if len(words) == 3 and words[0] == "ASK":
+            host, _, port = words[2].rpartition(":")
+            self.ask = (host.strip("[]"), int(port))
+
+
+ASKING = pack_command("ASKING")
+
+
+class _Asking:
+    """The ``ASKING`` sent before one redirected call: its ``+OK`` is consumed, not answered."""
+
+    __slots__ = ("sent_at",)
+
+    def __init__(self, sent_at: float) -> None:
+        self.sent_at = sent_at
+
+    def settle(self, _: Any) -> None:
+        return None  # nobody waits for it; its call is failed on its own
 
 
 def _heads(script: bytes) -> tuple[bytes, bytes]:
@@ -63,12 +91,18 @@ def _heads(script: bytes) -> tuple[bytes, bytes]:
 
 
 class _Call:
-    __slots__ = ("as_eval", "future", "held", "nargs", "packed", "script", "sent_at")
+    __slots__ = ("as_eval", "asking", "future", "held", "nargs", "packed", "script", "sent_at")
 
     def __init__(
-        self, nargs: int, packed: bytes, future: asyncio.Future[Any], script: int = 0
+        self,
+        nargs: int,
+        packed: bytes,
+        future: asyncio.Future[Any],
+        script: int = 0,
+        asking: bool = False,
     ) -> None:
         self.script = script  # which of the pipe's scripts
+        self.asking = asking  # preceded by ASKING (an ASK redirection)
         self.nargs = nargs  # numkeys, keys and args: everything after the script or its sha
         self.packed = packed
         self.future = future
@@ -136,17 +170,18 @@ class ScriptPipe:
         wait_ms = max(1, int(timeout * 400))
         self._wait_command = b"*3\r\n" + pack_args("WAIT", min_replicas, wait_ms)
         self._queued: list[_Call] = []
-        self._inflight: deque[_Call | _Wait] = deque()
+        self._inflight: deque[_Call | _Wait | _Asking] = deque()
         self._flush_scheduled = False
         self._link: _Link | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._stall: asyncio.TimerHandle | None = None
 
-    async def call(self, nargs: int, packed: bytes, script: int = 0) -> Any:
+    async def call(self, nargs: int, packed: bytes, script: int = 0, asking: bool = False) -> Any:
         """The reply of the pipe's ``script`` (index) for ``packed`` = :func:`pack_args` of
         numkeys, the keys and the args (``nargs`` of them in all). Raises BackendUnavailable
         (transport) or PublishError (refused)."""
-        call = _Call(nargs, packed, asyncio.get_running_loop().create_future(), script)
+        future = asyncio.get_running_loop().create_future()
+        call = _Call(nargs, packed, future, script, asking)
         self._enqueue(call)
         return await call.future
 
@@ -180,18 +215,20 @@ class ScriptPipe:
             self._connecting = asyncio.create_task(self._open(), name="publish-pipe-connect")
             return
         calls, self._queued = self._queued, []
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         parts: list[bytes] = []
         for call in calls:
+            if call.asking:  # ASKING holds for the one command after it: written together
+                parts.append(ASKING)
+                self._inflight.append(_Asking(now))
             head = self._heads[call.script][call.as_eval]
             parts += (b"*%d\r\n" % (call.nargs + 2), head, call.packed)
+            call.sent_at = now
+            self._inflight.append(call)
         if self._min_replicas:
             parts.append(self._wait_command)
         link.conn.write(b"".join(parts))
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        for call in calls:
-            call.sent_at = now
-        self._inflight.extend(calls)
         if self._min_replicas:
             self._inflight.append(_Wait(calls, self._min_replicas, now))
         if self._stall is None:
@@ -226,6 +263,8 @@ class ScriptPipe:
         if not self._inflight:
             raise ConnectionError("redis sent a reply nobody asked for")
         call = self._inflight.popleft()
+        if isinstance(call, _Asking):
+            return  # +OK; were it refused, the call after it is refused too, and says why
         if isinstance(call, _Wait):
             failed = isinstance(reply, hiredis.ReplyError)
             call.settle(BackendUnavailable(f"WAIT refused: {reply}") if failed else reply)
@@ -242,7 +281,7 @@ class ScriptPipe:
             self._enqueue(call)
             return
         if message.startswith(REDIRECTS):
-            call.settle(Redirected(f"redis redirected the publish: {message}"))
+            call.settle(Redirected(message))
             return
         call.settle(PublishError(f"redis refused the publish: {message}"))
         if message.startswith("READONLY"):

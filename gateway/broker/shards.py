@@ -233,7 +233,11 @@ class ShardedPipes:
         """``script``: the index of one of this pipe's scripts (gateway.broker.factory)."""
         try:
             return await self._pipe_for(channel).call(nargs, packed, script)
-        except Redirected:
+        except Redirected as redirected:
+            if redirected.ask is not None:
+                # The slot is migrating and its keys have left: the importing node takes this one
+                # call after ASKING. The map is unchanged until the move completes.
+                return await self._pipe_at(redirected.ask).call(nargs, packed, script, True)
             await self._slots.refresh()
             return await self._pipe_for(channel).call(nargs, packed, script)
         except BackendUnavailable:
@@ -245,6 +249,9 @@ class ShardedPipes:
         if address is None:
             self._slots.request_refresh()
             raise BackendUnavailable("the cluster's slot map is not known yet")
+        return self._pipe_at(address)
+
+    def _pipe_at(self, address: Address) -> ScriptPipe:
         pipe = self._pipes.get(address)
         if pipe is None:
             pipe = self._pipes[address] = ScriptPipe(
