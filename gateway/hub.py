@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, Protocol
 
 from gateway.broker.base import Broker, HistoryEntry
@@ -327,8 +327,13 @@ class Hub:
 
     # -- recovery ----------------------------------------------------------------------------
 
-    async def on_reconnected(self) -> None:
-        for state in list(self._channels.values()):
+    async def on_reconnected(self, channels: Collection[str] | None = None) -> None:
+        states = (
+            list(self._channels.values())
+            if channels is None
+            else [s for c in channels if (s := self._channels.get(c)) is not None]
+        )
+        for state in states:
             if state.opened.done() and not state.opened.exception():
                 if state.pending is None:
                     state.pending = []

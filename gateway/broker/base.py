@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -24,8 +25,9 @@ class BrokerHandler(Protocol):
     def on_message(self, channel: str, payload: bytes) -> None:
         """A pub/sub payload for a gateway channel. Called on the event loop; must not block."""
 
-    async def on_reconnected(self) -> None:
-        """The pub/sub connection was re-established; messages may have been missed meanwhile."""
+    async def on_reconnected(self, channels: Collection[str] | None = None) -> None:
+        """The pub/sub connection of ``channels`` (None: all) was re-established or moved to
+        another node; messages may have been missed meanwhile."""
 
 
 class Broker(Protocol):

@@ -15,14 +15,16 @@ The cluster changes under us, and every change ends in a slot-map refresh and re
   names it, and the channels move to a link to it.
 
 Whenever channels move, or a link comes back after losing its connection, the handler's
-``on_reconnected`` runs: the hub reads each channel's history from where it stood, so the hole a
-move leaves is filled, or signalled as a gap when a dead master took it along.
+``on_reconnected`` runs for those channels only (one shard's change costs the other shards'
+channels nothing): the hub reads each one's history from where it stood, so the hole a move
+leaves is filled, or signalled as a gap when a dead master took it along.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from gateway.broker.base import BrokerHandler
@@ -60,7 +62,7 @@ class ShardedPubSub:
         self._route: dict[str, Address] = {}
         self._handler: BrokerHandler | None = None
         self._recovery: asyncio.Task[None] | None = None
-        self._recover_again = False
+        self._to_recover: set[str] = set()  # channels whose recovery is due
         self._closing: set[asyncio.Task[None]] = set()
         self._watcher: asyncio.Task[None] | None = None
         self.reconnects = 0
@@ -175,7 +177,7 @@ class ShardedPubSub:
         self.reconnects += 1
         REDIS_RECONNECTS.inc()
         log.info("redis shard %s: pub/sub reconnected", link.name)
-        self._recover()
+        self._recover(link.wanted)
 
     def _reroute(self) -> None:
         """A new map: move every channel whose owner changed, then recover what they missed."""
@@ -186,22 +188,21 @@ class ShardedPubSub:
             self._close_if_idle(link)
         if moved:
             log.info("cluster slot map changed: %d followed channels moved", len(moved))
-            self._recover()
+            self._recover(moved)
 
-    def _recover(self) -> None:
-        """One recovery at a time; another request meanwhile runs one more after it."""
+    def _recover(self, channels: Iterable[str]) -> None:
+        """One recovery at a time; channels asked for meanwhile are recovered right after it."""
+        self._to_recover.update(channels)
         if self._recovery is not None and not self._recovery.done():
-            self._recover_again = True
             return
         if self._handler is not None:
-            self._recovery = asyncio.get_running_loop().create_task(self._recover_all())
+            self._recovery = asyncio.get_running_loop().create_task(self._recover_due())
 
-    async def _recover_all(self) -> None:
+    async def _recover_due(self) -> None:
         assert self._handler is not None
-        self._recover_again = True
-        while self._recover_again:
-            self._recover_again = False
-            await self._handler.on_reconnected()
+        while self._to_recover:
+            channels, self._to_recover = self._to_recover, set()
+            await self._handler.on_reconnected(channels)
 
 
 def link_address(link: PubSubLink) -> Address:

@@ -104,6 +104,19 @@ async def test_reconnect_recovers_everything_published_meanwhile(hub, broker, pu
     assert _data(await _drain(sub, 0.3)) == [{"n": n} for n in range(7)]
 
 
+async def test_a_recovery_for_some_channels_reads_only_theirs(hub, broker, publisher):
+    """A cluster shard's move or reconnect recovers that shard's channels, not every one."""
+    subs = {c: await hub.join((c,), _factory((c,))) for c in ("moved", "stayed")}
+    for channel in subs:
+        broker.unsubscribe(channel)  # both feeds quiet while Redis keeps taking writes
+    await asyncio.sleep(0.05)
+    for channel in subs:
+        await publisher.publish(channel, {"on": channel})
+    await hub.on_reconnected(["moved"])
+    assert _data(await _drain(subs["moved"], 0.3)) == [{"on": "moved"}]
+    assert _data(await _drain(subs["stayed"], 0.1)) == []
+
+
 async def test_a_publish_between_the_two_recovery_reads_is_no_gap(
     hub, broker, publisher, monkeypatch
 ):
