@@ -12,9 +12,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 LIMITS = {
     "GATEWAY_AUTH": "off",
-    "GATEWAY_RATE_PUBLISH": "0.2",  # one token back every 5 s: nothing refills during a test
+    # One token back every 50 s: nothing refills during the module, even on a loaded machine (at
+    # 5 s, a starved run once saw a token come back between a test's three requests).
+    "GATEWAY_RATE_PUBLISH": "0.02",
     "GATEWAY_RATE_PUBLISH_BURST": "2",
-    "GATEWAY_RATE_CONNECT": "0.2",
+    "GATEWAY_RATE_CONNECT": "0.02",
     "GATEWAY_RATE_CONNECT_BURST": "2",
 }
 
@@ -58,7 +60,7 @@ def test_publish_over_the_burst_is_429_with_retry_after(local) -> None:
     assert [_publish(local.url, "rl1").status_code for _ in range(2)] == [202, 202]
     refused = _publish(local.url, "rl1")
     assert refused.status_code == 429
-    assert 1 <= int(refused.headers["retry-after"]) <= 5
+    assert 1 <= int(refused.headers["retry-after"]) <= 50
     assert (
         refused.json()
         == {

@@ -25,7 +25,7 @@ def test_idempotency_rate_limits_and_history_on_a_cluster(cluster, start_gateway
     env = {
         "GATEWAY_AUTH": "off",
         "GATEWAY_RATE_LIMIT_STORE": "redis",
-        "GATEWAY_RATE_CONNECT": "0.2",
+        "GATEWAY_RATE_CONNECT": "0.02",  # one token per 50 s: none comes back mid-test
         "GATEWAY_RATE_CONNECT_BURST": "1",
     }
     gateway = start_gateway(cluster.url, env=env)
