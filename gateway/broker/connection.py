@@ -195,13 +195,14 @@ class ClientConnection:
 # -- where to connect ------------------------------------------------------------------------
 
 
-def connector(target: RedisTarget) -> Callable[[], Awaitable[RedisConnection]]:
-    """Opens a connection to ``target``'s Redis (standalone, or Sentinel's current master)."""
+def connector(target: RedisTarget) -> tuple[Callable[[], Awaitable[RedisConnection]], list[Any]]:
+    """Opens a connection to ``target``'s Redis (standalone, or Sentinel's current master); and
+    the redis-py clients it uses meanwhile (Sentinel's), for the broker to close at the end."""
     if target.mode == "cluster":
         raise ValueError("a cluster has one endpoint per node: use cluster_endpoint(target).at()")
     if target.mode == "standalone":
         endpoint = url_endpoint(target.url)
-        return lambda: RedisConnection.open(endpoint)
+        return (lambda: RedisConnection.open(endpoint)), []
     base = cluster_endpoint(target)  # sentinel URLs carry auth and TLS the same way
     endpoint = replace(base, db=target.db)
     auth: dict[str, Any] = {"username": target.username, "password": target.password}
@@ -216,7 +217,7 @@ def connector(target: RedisTarget) -> Callable[[], Awaitable[RedisConnection]]:
             address = await sentinel.discover_master(target.service_name)
         return await RedisConnection.open(endpoint.at(address))
 
-    return connect
+    return connect, list(sentinel.sentinels)
 
 
 def cluster_endpoint(target: RedisTarget) -> Endpoint:

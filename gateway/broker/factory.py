@@ -66,7 +66,7 @@ def create_broker(settings: Settings) -> RedisBroker:
         return RedisBroker(
             client=client, pubsub=pubsub, publish_pipe=pipes, indexed_pipe=indexed, **common
         )
-    connect = connector(target)
+    connect, helpers = connector(target)
     pipe, indexed_pipe = (
         ScriptPipe(
             connect,
@@ -79,6 +79,7 @@ def create_broker(settings: Settings) -> RedisBroker:
     return RedisBroker(
         client=client,
         pubsub_connect=connect,
+        extra_clients=helpers,
         publish_pipe=pipe,
         indexed_pipe=indexed_pipe,
         **common,
