@@ -152,3 +152,18 @@ def test_keep_alive_serves_requests_one_after_another(server):
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         answer = _until_closed(sock, time.monotonic() + 10)
     assert answer.startswith(b"HTTP/1.1 200") and b"connection: close" in answer
+
+
+def test_an_oversized_upload_gets_its_413_whole_while_the_body_keeps_coming(server):
+    """A 413 decided from Content-Length goes out at once; the rest of the body is read and
+    dropped, so the client can finish sending and read the answer (closing on it would reset
+    the connection, and the client would see a broken pipe instead: a 4 MiB body exceeds every
+    socket buffer on the way)."""
+    body = b'"' + b"x" * (4 << 20) + b'"'
+    with _connect(server) as sock:
+        sock.sendall(_publish(body))  # raises BrokenPipeError/ConnectionResetError if cut off
+        [(status, _, answer)] = _responses(sock, 1)
+        assert status == 413 and b"body_too_large" in answer
+        sock.sendall(_publish(b'{"after":1}'))  # and the connection is still good for more
+        [(status, _, _)] = _responses(sock, 1)
+    assert status == 202

@@ -69,9 +69,13 @@ async def test_publisher_library_sync_async_and_http(gateway, redis_server):
     assert events[1].event == "e1"
 
 
-async def test_publisher_over_http_surfaces_rejections(gateway):
+async def test_publisher_over_http_surfaces_rejections(redis_server, start_gateway):
+    # A body small enough to sit whole in the socket buffers: a server that answers 413 from
+    # Content-Length and closes at once (hypercorn does; ours lingers) cannot cut the upload
+    # short and turn the answer into a broken pipe (a 2 MiB body did, under load).
+    gateway = start_gateway(redis_server.url, env={"GATEWAY_MAX_BODY_BYTES": "1024"})
     with pytest.raises(Rejected) as caught:
-        await asyncio.to_thread(Publisher(gateway.url).publish, "lib", "x" * (2 << 20))
+        await asyncio.to_thread(Publisher(gateway.url).publish, "lib", "x" * 8192)
     assert caught.value.status == 413
     assert caught.value.body["error"] == "body_too_large"
 
