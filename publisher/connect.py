@@ -21,7 +21,14 @@ import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
 
-__all__ = ["RedisTarget", "async_client", "node_client", "parse_redis_url", "sync_client"]
+__all__ = [
+    "RedisTarget",
+    "async_client",
+    "async_sentinel",
+    "node_client",
+    "parse_redis_url",
+    "sync_client",
+]
 
 Mode = Literal["standalone", "sentinel", "cluster"]
 
@@ -98,12 +105,15 @@ def async_client(target: RedisTarget, **options: Any) -> Any:
     if target.mode == "standalone":
         return redis.asyncio.Redis.from_url(target.url, **options)
     if target.mode == "sentinel":
-        sentinel = redis.asyncio.sentinel.Sentinel(
-            target.hosts, sentinel_kwargs=_auth(target), **options
-        )
+        sentinel = async_sentinel(target, **options)
         return sentinel.master_for(target.service_name, db=target.db, **_auth(target))
     nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in target.hosts]
     return redis.asyncio.cluster.RedisCluster(startup_nodes=nodes, **_auth(target), **options)
+
+
+def async_sentinel(target: RedisTarget, **options: Any) -> Any:
+    """The asyncio ``Sentinel`` of a ``redis+sentinel://`` URL, with its auth and TLS."""
+    return redis.asyncio.sentinel.Sentinel(target.hosts, sentinel_kwargs=_auth(target), **options)
 
 
 def node_client(

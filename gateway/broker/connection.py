@@ -30,9 +30,8 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import hiredis
-import redis.asyncio.sentinel
 
-from publisher.connect import RedisTarget
+from publisher.connect import RedisTarget, async_sentinel
 
 __all__ = [
     "ClientConnection",
@@ -205,12 +204,7 @@ def connector(target: RedisTarget) -> tuple[Callable[[], Awaitable[RedisConnecti
         return (lambda: RedisConnection.open(endpoint)), []
     base = cluster_endpoint(target)  # sentinel URLs carry auth and TLS the same way
     endpoint = replace(base, db=target.db)
-    auth: dict[str, Any] = {"username": target.username, "password": target.password}
-    if target.tls:
-        auth["ssl"] = True
-    sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
-        target.hosts, sentinel_kwargs=auth, socket_connect_timeout=2.0
-    )
+    sentinel = async_sentinel(target, socket_connect_timeout=2.0)
 
     async def connect() -> RedisConnection:
         async with asyncio.timeout(CONNECT_TIMEOUT):

@@ -57,48 +57,47 @@ def _write_pki(directory: Path, name: str) -> tuple[Path, Path, Path]:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    paths = tuple(directory / f"{name}-{part}.pem" for part in ("ca", "cert", "key"))
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
+    ca_file, cert_file, key_file = (directory / f"{name}-{p}.pem" for p in ("ca", "cert", "key"))
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
     )
-    return paths  # type: ignore[return-value]
+    return ca_file, cert_file, key_file
 
 
 @pytest.fixture
 def tls_redis(tmp_path: Path):
+    """A redis-server answering TLS on a port of its own: (server, that port, a rediss URL)."""
     ca, cert, key = _write_pki(tmp_path, "server")
-    server = RedisServer(password="tls-pass")
-    server.tls_port = free_port()  # type: ignore[attr-defined]
+    server, tls_port = RedisServer(password="tls-pass"), free_port()
     server.extra_args = [
-        "--tls-port", str(server.tls_port),  # type: ignore[attr-defined]
+        "--tls-port", str(tls_port),
         "--tls-cert-file", str(cert),
         "--tls-key-file", str(key),
         "--tls-ca-cert-file", str(ca),
         "--tls-auth-clients", "no",
     ]  # fmt: skip
     server.start()
-    yield server, f"rediss://:tls-pass@127.0.0.1:{server.tls_port}/2?ssl_ca_certs={ca}"  # type: ignore[attr-defined]
+    yield server, tls_port, f"rediss://:tls-pass@127.0.0.1:{tls_port}/2?ssl_ca_certs={ca}"
     server.close()
 
 
-def _tls_clients(server: RedisServer) -> list[str]:
+def _tls_clients(server: RedisServer, tls_port: int) -> list[str]:
     with server.client() as client:
         listing = client.execute_command("CLIENT", "LIST")
     text = listing.decode() if isinstance(listing, bytes) else str(listing)
-    port = f"laddr=127.0.0.1:{server.tls_port}"  # type: ignore[attr-defined]
-    return [line for line in text.splitlines() if port in line]
+    return [line for line in text.splitlines() if f"laddr=127.0.0.1:{tls_port}" in line]
 
 
 async def test_a_gateway_on_rediss_publishes_delivers_and_resumes_over_tls(
     tls_redis, start_gateway
 ):
-    server, url = tls_redis
+    server, tls_port, url = tls_redis
     gateway = start_gateway(url)
     async with sse_connect(gateway.url + "/subscribe/tls") as stream:
         await stream.next_frame()
@@ -108,7 +107,7 @@ async def test_a_gateway_on_rediss_publishes_delivers_and_resumes_over_tls(
         event = await stream.next_event()
     assert event.json() == {"over": "tls"} and event.id == reply.json()["id"]
     # The pub/sub link, the publish pipe and redis-py's pool: TLS clients, in database 2.
-    clients = _tls_clients(server)
+    clients = _tls_clients(server, tls_port)
     assert any(" flags=P " in c for c in clients), clients  # P: a pub/sub connection
     assert len(clients) >= 3 and all(" db=2 " in c for c in clients), clients
     with server.client() as client:
@@ -119,7 +118,7 @@ async def test_a_gateway_on_rediss_publishes_delivers_and_resumes_over_tls(
 
 
 async def test_a_server_the_url_s_ca_does_not_vouch_for_is_refused(tls_redis, tmp_path):
-    _, url = tls_redis
+    _, _, url = tls_redis
     other_ca, _, _ = _write_pki(tmp_path, "other")
     broker = create_broker(
         Settings(redis_url=url.split("?")[0] + f"?ssl_ca_certs={other_ca}", redis_timeout=0.5)
