@@ -52,6 +52,7 @@ __all__ = ["Redirected", "ScriptPipe"]
 log = logging.getLogger("gateway.broker")
 
 REDIRECTS = ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN")
+CONNECT_TIMEOUT = 2.0
 _NOTHING: Any = object()
 
 
@@ -236,11 +237,14 @@ class ScriptPipe:
 
     async def _open(self) -> None:
         try:
-            conn = await self._connect()
+            # Bounded within the call timeout: a Redis that accepts and never answers the
+            # handshake must not hold the publishes queued behind the connect any longer.
+            async with asyncio.timeout(min(self._timeout, CONNECT_TIMEOUT)):
+                conn = await self._connect()
         except Exception as exc:
             queued, self._queued = self._queued, []
             for call in queued:
-                call.settle(BackendUnavailable(f"redis unreachable: {exc}"))
+                call.settle(BackendUnavailable(f"redis unreachable: {exc or type(exc).__name__}"))
             return
         finally:
             self._connecting = None

@@ -256,7 +256,7 @@ class ShardedPipes:
         pipe = self._pipes.get(address)
         if pipe is None:
             pipe = self._pipes[address] = ScriptPipe(
-                lambda: RedisConnection.open(self._endpoint.at(address), min(self._timeout, 2.0)),
+                lambda: RedisConnection.open(self._endpoint.at(address)),
                 *self._scripts,
                 timeout=self._timeout,
                 min_replicas=self._min_replicas,
